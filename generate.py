@@ -1,0 +1,229 @@
+"""python -m generate: run a Markov chain and write its ensemble to an HDF5 file.
+
+    python -m generate --theory phi4 --L 32 --kappa 0.21 --lam 0.022 --algorithm hmc \
+        --n-configs 5120 --every 10 --seed 1 --out data/phi4_L32_k0.21.h5
+    python -m generate --config configs/xy_L16_b1.1.toml
+    python -m generate --out data/phi4_L32_k0.21.h5 --resume --n-configs 10240
+
+A thin layer over samplers.chain.run_chain; bad input ends with one line on stderr and exit 2.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import tomllib
+from pathlib import Path
+
+import h5py
+
+DEFAULTS = {"dim": 2, "algorithm": "hmc", "every": 1, "n_therm": 500, "seed": 0, "init": "hot",
+            "step_size": 0.1, "traj_length": 1.0, "integrator": "leapfrog", "delta": 0.5}
+# what must agree between a file and a --resume request
+IDENTITY = ("theory", "L", "dim", "kappa", "lam", "m2", "g", "beta", "algorithm", "seed", "every", "init")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m generate", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--config", type=Path, help="TOML file with any of these options (keys as the flags, "
+                   "with - or _); flags given on the command line take precedence")
+    t = p.add_argument_group("theory (conventions: PHYSICS.md)")
+    t.add_argument("--theory", choices=["phi4", "xy", "u1"], help="which theory")
+    t.add_argument("--L", type=int, help="lattice extent in every direction")
+    t.add_argument("--dim", type=int, help=f"phi4 only: number of dimensions [{DEFAULTS['dim']}]")
+    t.add_argument("--kappa", type=float, help="phi4 hopping parameter (with --lam)")
+    t.add_argument("--lam", type=float, help="phi4 quartic coupling lambda, hopping form (with --kappa)")
+    t.add_argument("--m2", type=float, help="phi4 mass^2, flow-paper form (with --g)")
+    t.add_argument("--g", type=float, help="phi4 quartic coupling, flow-paper form (with --m2)")
+    t.add_argument("--beta", type=float, help="xy / u1 coupling")
+    a = p.add_argument_group("algorithm")
+    a.add_argument("--algorithm", choices=["metropolis", "hmc"], help=f"Markov-chain update [{DEFAULTS['algorithm']}]")
+    a.add_argument("--step-size", type=float, help=f"hmc: initial (or, with --no-tune, fixed) step size "
+                   f"[{DEFAULTS['step_size']}]")
+    a.add_argument("--traj-length", type=float, help=f"hmc: trajectory length [{DEFAULTS['traj_length']}]")
+    a.add_argument("--n-steps", type=int, help="hmc: fixed number of steps per trajectory (implies --no-tune; "
+                   "step size = traj-length / n-steps)")
+    a.add_argument("--integrator", choices=["leapfrog", "omelyan"], help=f"hmc integrator [{DEFAULTS['integrator']}]")
+    a.add_argument("--delta", type=float, help=f"metropolis: initial (or fixed) proposal width [{DEFAULTS['delta']}]")
+    a.add_argument("--target-accept", type=float, help="acceptance the tuning aims at [hmc 0.8, metropolis 0.5]")
+    a.add_argument("--no-tune", action="store_true", default=None, help="keep the step size / width fixed")
+    r = p.add_argument_group("run")
+    r.add_argument("--n-configs", type=int, help="number of configurations to store (in total, with --resume)")
+    r.add_argument("--every", type=int, help=f"updates (sweeps / trajectories) between stored configurations "
+                   f"[{DEFAULTS['every']}]")
+    r.add_argument("--n-therm", type=int, help=f"thermalization updates, discarded; tuning happens here "
+                   f"[{DEFAULTS['n_therm']}]")
+    r.add_argument("--seed", type=int, help=f"seed of the chain's random numbers [{DEFAULTS['seed']}]")
+    r.add_argument("--init", choices=["hot", "cold"], help=f"start configuration [{DEFAULTS['init']}]")
+    r.add_argument("--out", type=Path, help="output HDF5 file")
+    r.add_argument("--resume", action="store_true", default=None, help="continue the chain stored in --out")
+    r.add_argument("--overwrite", action="store_true", default=None, help="replace an existing --out file")
+    r.add_argument("--flush-seconds", type=float, default=10.0, help="write to the file at least this often")
+    r.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
+    return p
+
+
+class UsageError(ValueError):
+    pass
+
+
+def merge_config(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    """Fill options not given on the command line from the TOML file."""
+    if args.config is None:
+        return
+    try:
+        with open(args.config, "rb") as fh:
+            table = tomllib.load(fh)
+    except FileNotFoundError:
+        raise UsageError(f"config file {args.config} not found") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise UsageError(f"config file {args.config} is not valid TOML: {e}") from None
+    known = {a.dest for a in parser._actions}
+    for key, value in table.items():
+        dest = key.replace("-", "_")
+        if dest not in known or dest == "config":
+            raise UsageError(f"config file {args.config}: unknown option {key!r}")
+        if getattr(args, dest) is None:
+            setattr(args, dest, Path(value) if dest == "out" else value)
+
+
+def merge_resume(args: argparse.Namespace, attrs: dict) -> None:
+    """With --resume: take what the file says, and refuse what contradicts it."""
+    recorded = {"theory": attrs["theory"], "L": attrs["shape"][0], "dim": len(attrs["shape"]),
+                "algorithm": attrs["algorithm"], "seed": attrs["seed"], "every": attrs["every"],
+                "init": attrs["init"], **attrs["params"]}
+    for key in IDENTITY:
+        given, stored = getattr(args, key), recorded.get(key)
+        if given is not None and given != stored:
+            raise UsageError(f"--resume: {args.out} was made with {key} = {stored}, not {given}")
+        if given is None:
+            setattr(args, key, stored)
+    if args.n_therm is None:
+        args.n_therm = attrs["n_therm"]
+
+
+def make_sampler(args):
+    from samplers import HMC, Metropolis
+
+    tune = not args.no_tune
+    if args.algorithm == "hmc":
+        target = 0.8 if args.target_accept is None else args.target_accept
+        traj = args.traj_length if args.traj_length is not None else DEFAULTS["traj_length"]
+        if args.n_steps is not None:
+            if args.n_steps < 1:
+                raise UsageError(f"--n-steps must be >= 1, got {args.n_steps}")
+            tune = False
+            step = traj / args.n_steps
+        else:
+            step = args.step_size if args.step_size is not None else DEFAULTS["step_size"]
+        sampler = HMC(step_size=step, traj_length=traj, n_steps=args.n_steps or 0,
+                      integrator=args.integrator or DEFAULTS["integrator"], target_accept=target)
+    else:
+        target = 0.5 if args.target_accept is None else args.target_accept
+        sampler = Metropolis(delta=args.delta if args.delta is not None else DEFAULTS["delta"], target_accept=target)
+    if not tune:
+        sampler.adapt = lambda *a, **k: None  # frozen from the start
+    return sampler, tune
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return run(args, parser)
+    except KeyboardInterrupt:
+        print("\ninterrupted: the file holds every configuration up to the last flush; continue with --resume",
+              file=sys.stderr)
+        return 130
+    except (UsageError, ValueError, OSError) as e:
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        print(f"{parser.prog}: error: {msg}", file=sys.stderr)
+        return 2
+
+
+def run(args, parser) -> int:
+    from lattice import __version__, make_theory
+    from samplers import SAMPLERS  # noqa: F401
+    from samplers.chain import ChainState, run_chain
+    from samplers.ensemble import (EnsembleWriter, attrs_of, create_ensemble, load_state, make_clean,
+                                   open_ensemble, provenance)
+
+    merge_config(args, parser)
+    if args.out is None:
+        raise UsageError("--out is required (the HDF5 file to write)")
+    out = args.out
+    resuming = bool(args.resume) and out.exists()
+    if out.exists() and not args.resume and not args.overwrite:
+        raise UsageError(f"{out} exists; use --resume to continue it or --overwrite to replace it")
+    if args.resume and args.overwrite:
+        raise UsageError("--resume and --overwrite exclude each other")
+    if resuming:
+        with open_ensemble(out) as f:
+            attrs = attrs_of(f)
+        merge_resume(args, attrs)
+    for key, value in DEFAULTS.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    if args.theory is None:
+        raise UsageError("--theory is required (phi4, xy or u1)")
+    if args.L is None:
+        raise UsageError("--L is required")
+    if args.n_configs is None or args.n_configs < 1:
+        raise UsageError("--n-configs must be given and >= 1")
+    if args.theory != "phi4" and args.dim != 2:
+        raise UsageError(f"--dim applies to phi4 only ({args.theory} is two-dimensional)")
+    if args.dim < 1:
+        raise UsageError(f"--dim must be >= 1, got {args.dim}")
+    params = {k: getattr(args, k) for k in ("kappa", "lam", "m2", "g", "beta")}
+    theory = make_theory(args.theory, (args.L,) * args.dim, **params)
+    sampler, tune = make_sampler(args)
+    sampler.check(theory)
+    if args.every < 1:
+        raise UsageError(f"--every must be >= 1, got {args.every}")
+    if args.n_therm < 0:
+        raise UsageError(f"--n-therm must be >= 0, got {args.n_therm}")
+
+    if resuming:
+        make_clean(out)
+        with h5py.File(out, "r") as f:
+            state = load_state(f)
+            settings = attrs_of(f).get("sampler_settings")
+        if state.thermalized:
+            sampler = type(sampler).from_settings(settings)
+            sampler.adapt = lambda *a, **k: None
+        if state.n_stored >= args.n_configs:
+            print(f"{out} already holds {state.n_stored} configurations (>= --n-configs {args.n_configs})")
+            return 0
+        with h5py.File(out, "r+") as f:
+            f.attrs["n_configs"] = args.n_configs
+            f.attrs["resumed"] = int(f.attrs.get("resumed", 0)) + 1
+    else:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        state = ChainState.start(theory, args.seed, args.init)
+        attrs = {
+            "theory": theory.name, "parameterization": theory.parameterization, "params": theory.params(),
+            "shape": list(theory.shape), "config_shape": list(theory.config_shape),
+            "algorithm": sampler.name, "sampler_settings": sampler.settings(), "tuned": int(tune),
+            "seed": args.seed, "every": args.every, "n_therm": args.n_therm, "init": args.init,
+            "n_configs": args.n_configs, **provenance(),
+        }
+        create_ensemble(out, attrs, theory.config_shape, sampler.diagnostics, state)
+
+    quiet = args.quiet
+    if not quiet:
+        what = ", ".join(f"{k}={v}" for k, v in theory.params().items())
+        print(f"latticeml {__version__}: {theory.name} ({what}) on {'x'.join(map(str, theory.shape))}, "
+              f"{sampler.name}, {args.n_configs} configs every {args.every} -> {out}"
+              + (f" (resuming at {state.n_stored})" if resuming else ""))
+    summary = run_chain(theory, sampler, state, args.n_configs, every=args.every, n_therm=args.n_therm,
+                        writer=EnsembleWriter(out), progress=not quiet and sys.stderr.isatty(),
+                        flush_seconds=args.flush_seconds)
+    if not quiet:
+        for line in summary.lines():
+            print(line)
+        print(f"written:        {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,195 @@
+"""2D U(1) lattice gauge theory with the Wilson action (PHYSICS.md).
+
+Links theta[mu, x0, x1] in [-pi, pi); plaquette at x (lower-left corner)
+
+    theta_P(x) = theta_0(x) + theta_1(x + e0) - theta_0(x + e1) - theta_1(x)
+    S[theta]   = beta sum_x (1 - cos theta_P(x))
+
+HMC force F = -dS/dtheta:
+    F_0(x) = beta [sin theta_P(x - e1) - sin theta_P(x)]
+    F_1(x) = beta [sin theta_P(x) - sin theta_P(x - e0)]
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numba import njit, prange
+
+from . import geometry
+from .fastmath import fcos, fsin, wrap_angle
+from .rng import uniform
+
+
+@njit(cache=True)
+def _plaquette(t, i, j, ip, jp):
+    return t[0, i, j] + t[1, ip, j] - t[0, i, jp] - t[1, i, j]
+
+
+@njit(cache=True)
+def plaquette_angles(t: np.ndarray) -> np.ndarray:
+    """theta_P(x) (unwrapped) for every x, shape (L0, L1)."""
+    L0, L1 = t.shape[1], t.shape[2]
+    out = np.empty((L0, L1))
+    for i in range(L0):
+        ip = i + 1 if i + 1 < L0 else 0
+        for j in range(L1):
+            jp = j + 1 if j + 1 < L1 else 0
+            out[i, j] = _plaquette(t, i, j, ip, jp)
+    return out
+
+
+@njit(cache=True)
+def action_kernel(t: np.ndarray, beta: float) -> float:
+    L0, L1 = t.shape[1], t.shape[2]
+    total = 0.0
+    for i in range(L0):
+        ip = i + 1 if i + 1 < L0 else 0
+        for j in range(L1 - 1):
+            total += 1.0 - fcos(t[0, i, j] + t[1, ip, j] - t[0, i, j + 1] - t[1, i, j])
+        total += 1.0 - fcos(t[0, i, L1 - 1] + t[1, ip, L1 - 1] - t[0, i, 0] - t[1, i, L1 - 1])
+    return beta * total
+
+
+@njit(cache=True, parallel=True)
+def action_batch_kernel(ts: np.ndarray, beta: float) -> np.ndarray:
+    out = np.empty(ts.shape[0])
+    for k in prange(ts.shape[0]):
+        out[k] = action_kernel(ts[k], beta)
+    return out
+
+
+@njit(cache=True)
+def kick_kernel(t, p, eps, beta, sp):
+    """p += eps * F(t); sp is scratch of shape (L0, L1) for sin theta_P."""
+    L0, L1 = t.shape[1], t.shape[2]
+    for i in range(L0):
+        ip = i + 1 if i + 1 < L0 else 0
+        for j in range(L1 - 1):
+            sp[i, j] = fsin(t[0, i, j] + t[1, ip, j] - t[0, i, j + 1] - t[1, i, j])
+        sp[i, L1 - 1] = fsin(t[0, i, L1 - 1] + t[1, ip, L1 - 1] - t[0, i, 0] - t[1, i, L1 - 1])
+    eb = eps * beta
+    for i in range(L0):
+        im = i - 1 if i > 0 else L0 - 1
+        p[0, i, 0] += eb * (sp[i, L1 - 1] - sp[i, 0])
+        for j in range(1, L1):
+            p[0, i, j] += eb * (sp[i, j - 1] - sp[i, j])
+        for j in range(L1):
+            p[1, i, j] += eb * (sp[i, j] - sp[im, j])
+
+
+@njit(cache=True, parallel=True)
+def force_batch_kernel(ts, beta, out):
+    for k in prange(ts.shape[0]):
+        out[k] = 0.0
+        sp = np.empty(ts.shape[2:])
+        kick_kernel(ts[k], out[k], 1.0, beta, sp)
+
+
+@njit(cache=True, parallel=True)
+def metropolis_kernel(t, beta, delta, key):
+    """One sweep over all links in 4 classes (mu, parity of x0 + x1); links of one class
+    share no plaquette, so a class is updated in parallel. 2 uniforms per link, counter
+    2 l + j with l the flat link index in (2, L0, L1).
+
+    mu = 0: theta_P(x) = theta + a, theta_P(x - e1) = b - theta
+    mu = 1: theta_P(x) = c - theta, theta_P(x - e0) = theta + e
+    dS = -beta [cos(new side 1) + cos(new side 2) - cos(old side 1) - cos(old side 2)].
+    """
+    L0, L1 = t.shape[1], t.shape[2]
+    V = L0 * L1
+    accepted = 0
+    for mu in range(2):
+        for parity in range(2):
+            for i in prange(L0):
+                ip = i + 1 if i + 1 < L0 else 0
+                im = i - 1 if i > 0 else L0 - 1
+                for j in range((i + parity) % 2, L1, 2):
+                    jp = j + 1 if j + 1 < L1 else 0
+                    jm = j - 1 if j > 0 else L1 - 1
+                    old = t[mu, i, j]
+                    link = mu * V + i * L1 + j
+                    new = wrap_angle(old + delta * (2.0 * uniform(key, 2 * link) - 1.0))
+                    if mu == 0:
+                        a = t[1, ip, j] - t[0, i, jp] - t[1, i, j]
+                        b = t[0, i, jm] + t[1, ip, jm] - t[1, i, jm]
+                        s_old = fcos(old + a) + fcos(b - old)
+                        s_new = fcos(new + a) + fcos(b - new)
+                    else:
+                        c = t[0, i, j] + t[1, ip, j] - t[0, i, jp]
+                        e = t[0, im, j] - t[0, im, jp] - t[1, im, j]
+                        s_old = fcos(c - old) + fcos(old + e)
+                        s_new = fcos(c - new) + fcos(new + e)
+                    dS = -beta * (s_new - s_old)
+                    if dS <= 0.0 or uniform(key, 2 * link + 1) < np.exp(-dS):
+                        t[mu, i, j] = new
+                        accepted += 1
+    return accepted
+
+
+@dataclass(frozen=True)
+class U1:
+    """2D U(1) gauge theory, Wilson action at coupling beta >= 0."""
+
+    shape: tuple[int, int]
+    beta: float
+
+    name = "u1"
+    compact = True
+
+    def __post_init__(self):
+        shape = geometry.validate_shape(self.shape)
+        if len(shape) != 2:
+            raise ValueError(f"U(1) gauge theory here is two-dimensional, got shape {shape}")
+        if self.beta < 0:
+            raise ValueError(f"beta = {self.beta} < 0: the U(1) Wilson action needs beta >= 0")
+        object.__setattr__(self, "shape", shape)
+        object.__setattr__(self, "_scratch", np.empty(shape))
+
+    parameterization = "wilson"
+
+    def params(self) -> dict:
+        return {"beta": float(self.beta)}
+
+    @property
+    def config_shape(self) -> tuple[int, int, int]:
+        return (2,) + self.shape
+
+    @property
+    def n_dof(self) -> int:
+        return 2 * self.shape[0] * self.shape[1]
+
+    def random_config(self, rng: np.random.Generator) -> np.ndarray:
+        return rng.uniform(-np.pi, np.pi, self.config_shape)
+
+    def action(self, q: np.ndarray) -> float:
+        return action_kernel(q, self.beta)
+
+    def action_batch(self, qs: np.ndarray) -> np.ndarray:
+        return action_batch_kernel(qs, self.beta)
+
+    def force(self, q: np.ndarray) -> np.ndarray:
+        return self.force_batch(q[None])[0]
+
+    def force_batch(self, qs: np.ndarray) -> np.ndarray:
+        out = np.empty_like(qs)
+        force_batch_kernel(qs, self.beta, out)
+        return out
+
+    def kick(self, q: np.ndarray, p: np.ndarray, eps: float) -> None:
+        """p += eps * F(q), in place."""
+        kick_kernel(q, p, eps, self.beta, self._scratch)
+
+    def check_metropolis(self) -> None:
+        geometry.require_even(self.shape, "the checkerboard Metropolis link update")
+
+    def metropolis_sweep(self, q: np.ndarray, delta: float, key: np.uint64) -> int:
+        return metropolis_kernel(q, self.beta, delta, key)
+
+    def torch_action(self, x):
+        """S of a batch x of shape (N, 2, L0, L1), float64 torch, differentiable."""
+        import torch
+
+        t0, t1 = x[:, 0], x[:, 1]
+        tp = t0 + torch.roll(t1, -1, dims=1) - torch.roll(t0, -1, dims=2) - t1
+        return self.beta * (1.0 - torch.cos(tp)).sum(dim=(1, 2))

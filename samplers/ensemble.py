@@ -1,0 +1,282 @@
+"""The ensemble file: one HDF5 file per Markov chain (layout in docs/design.md).
+
+    /configs                 (N, *config_shape) float64, chunked, appended as the chain runs
+    /diagnostics/action      (N,) S of each stored configuration
+    /diagnostics/accept      (N,) acceptance over the `every` updates that led to it
+    /diagnostics/dH          (N,) HMC only: dH of the last trajectory before it
+    /state/config            the chain's configuration at the last flush (= the last stored one)
+    /state/rng               (6,) uint64: the PCG64 state of the chain's generator at that point
+    /state/counters          (3,) int64: n_stored, n_updates, thermalized
+    attributes               theory, parameters, lattice, algorithm and tuned settings, seed,
+                             provenance (program, version, git commit, host, user, command, times)
+
+Crash safety: while a chain runs the file is in HDF5 single-writer/multiple-reader (SWMR)
+mode, whose ordered metadata writes keep the file consistent if the writer dies at any
+moment. Each flush writes the new configurations first and the state after them, so the
+state never points past the data. Readers open with ``swmr=True`` (``open_ensemble``) and
+take the first ``n_stored`` configurations. A file whose writer was killed keeps HDF5's
+"open for writing" flag; ``--resume`` copies its valid content into a clean file, then
+replaces the original atomically, and continues from the stored state.
+"""
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from .chain import ChainState, RunSummary
+
+FORMAT = "latticeml-ensemble"
+FORMAT_VERSION = 1
+_MB = 1 << 20
+
+
+class EnsembleError(ValueError):
+    """A problem with an ensemble file, stated in one line."""
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def provenance() -> dict:
+    """Who made the file, with what, where and how."""
+    from lattice import __version__
+
+    repo = Path(__file__).resolve().parent.parent
+    try:
+        head = subprocess.run(["git", "-C", str(repo), "rev-parse", "--verify", "-q", "HEAD"],
+                              capture_output=True, text=True, timeout=5)
+        commit = head.stdout.strip() if head.returncode == 0 else ""
+        dirty = subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+        if commit and dirty:
+            commit += "-dirty"
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    try:
+        user = getpass.getuser()
+    except Exception:  # no passwd entry in some containers
+        user = ""
+    return {
+        "program": "latticeml generate",
+        "version": __version__,
+        "git_commit": commit or "unknown",
+        "host": socket.gethostname(),
+        "user": user,
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "h5py": h5py.__version__,
+        "command_line": " ".join([Path(sys.argv[0]).name] + sys.argv[1:]),
+        "start_time": now(),
+    }
+
+
+# ---------------------------------------------------------------- RNG state <-> array
+def rng_to_array(rng: np.random.Generator) -> np.ndarray:
+    s = rng.bit_generator.state
+    if s["bit_generator"] != "PCG64":
+        raise TypeError("only PCG64 generators are stored")
+    m = (1 << 64) - 1
+    st, inc = s["state"]["state"], s["state"]["inc"]
+    return np.array([st >> 64, st & m, inc >> 64, inc & m, s["has_uint32"], s["uinteger"]], dtype=np.uint64)
+
+
+def rng_from_array(a: np.ndarray) -> np.random.Generator:
+    a = [int(v) for v in a]
+    bg = np.random.PCG64()
+    bg.state = {"bit_generator": "PCG64", "state": {"state": (a[0] << 64) | a[1], "inc": (a[2] << 64) | a[3]},
+                "has_uint32": a[4], "uinteger": a[5]}
+    return np.random.Generator(bg)
+
+
+# ---------------------------------------------------------------- reading
+def open_ensemble(path: str | os.PathLike) -> h5py.File:
+    """Open an ensemble for reading, also one still being written or whose writer was killed."""
+    path = Path(path)
+    if not path.exists():
+        raise EnsembleError(f"{path}: no such file")
+    try:
+        f = h5py.File(path, "r", swmr=True)
+    except OSError:
+        try:
+            f = h5py.File(path, "r")
+        except OSError as e:
+            raise EnsembleError(f"{path}: not a readable HDF5 file (truncated or damaged?): {e}") from None
+    if f.attrs.get("format") != FORMAT:
+        f.close()
+        raise EnsembleError(f"{path}: not a latticeml ensemble file")
+    return f
+
+
+def attrs_of(f: h5py.File) -> dict:
+    """The file's attributes as plain Python values (JSON fields decoded)."""
+    out = {}
+    for k, v in f.attrs.items():
+        if isinstance(v, bytes):
+            v = v.decode()
+        if isinstance(v, np.ndarray):
+            v = v.tolist()
+        elif isinstance(v, np.generic):
+            v = v.item()
+        if k in ("params", "sampler_settings", "shape", "config_shape"):
+            v = json.loads(v) if isinstance(v, str) else v
+        out[k] = v
+    return out
+
+
+def n_stored(f: h5py.File) -> int:
+    """Configurations covered by the stored state (valid ones), never more than written."""
+    f["state/counters"].refresh() if f.swmr_mode else None
+    return int(f["state/counters"][0])
+
+
+@dataclass
+class Ensemble:
+    attrs: dict
+    configs: np.ndarray
+    diagnostics: dict
+
+
+def read_ensemble(path: str | os.PathLike, start: int = 0, stop: int | None = None) -> Ensemble:
+    """The valid configurations [start:stop], diagnostics and attributes of an ensemble file."""
+    with open_ensemble(path) as f:
+        n = n_stored(f)
+        stop = n if stop is None else min(stop, n)
+        if f.swmr_mode:
+            for d in [f["configs"], *f["diagnostics"].values()]:
+                d.refresh()
+        return Ensemble(attrs_of(f), f["configs"][start:stop],
+                        {k: d[start:stop] for k, d in f["diagnostics"].items()})
+
+
+def load_state(f: h5py.File) -> ChainState:
+    counters = f["state/counters"][...]
+    return ChainState(config=np.ascontiguousarray(f["state/config"][...]), rng=rng_from_array(f["state/rng"][...]),
+                      n_stored=int(counters[0]), n_updates=int(counters[1]), thermalized=bool(counters[2]))
+
+
+# ---------------------------------------------------------------- writing
+def _write_state(f: h5py.File, state: ChainState) -> None:
+    f["state/config"][...] = state.config
+    f["state/rng"][...] = rng_to_array(state.rng)
+    f["state/counters"][...] = [state.n_stored, state.n_updates, int(state.thermalized)]
+
+
+def create_ensemble(path: Path, attrs: dict, config_shape: tuple, diagnostics: tuple[str, ...],
+                    state: ChainState) -> None:
+    """Create the file with its attributes, empty datasets and the initial chain state.
+
+    Written to a temporary name and renamed, so an existing file (with --overwrite) is only
+    replaced by a complete new one."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".partial")
+    bytes_per_config = 8 * int(np.prod(config_shape))
+    chunk = max(1, min(4096, _MB // bytes_per_config))
+    with h5py.File(tmp, "w", libver="latest") as f:
+        f.attrs["format"] = FORMAT
+        f.attrs["format_version"] = FORMAT_VERSION
+        for k, v in attrs.items():
+            f.attrs[k] = json.dumps(v) if isinstance(v, (dict, list, tuple)) else v
+        f.attrs["status"] = "created"
+        f.create_dataset("configs", shape=(0, *config_shape), maxshape=(None, *config_shape),
+                         chunks=(chunk, *config_shape), dtype="f8")
+        g = f.create_group("diagnostics")
+        for name in ("action", "accept", *diagnostics):
+            g.create_dataset(name, shape=(0,), maxshape=(None,), chunks=(max(chunk, 1024),), dtype="f8")
+        s = f.create_group("state")
+        s.create_dataset("config", shape=config_shape, dtype="f8")
+        s.create_dataset("rng", shape=(6,), dtype="u8")
+        s.create_dataset("counters", shape=(3,), dtype="i8")
+        _write_state(f, state)
+    os.replace(tmp, path)
+
+
+def make_clean(path: Path) -> None:
+    """Make a file left by a killed writer (HDF5 flag 'open for writing' still set) a clean one:
+    copy its valid content to a temporary file and replace the original atomically."""
+    path = Path(path)
+    try:
+        h5py.File(path, "r+").close()
+        return
+    except OSError:
+        pass
+    tmp = path.with_name(path.name + ".partial")
+    with open_ensemble(path) as src, h5py.File(tmp, "w", libver="latest") as dst:
+        n = n_stored(src)
+        for k, v in src.attrs.items():
+            dst.attrs[k] = v
+        for name in ("configs", *(f"diagnostics/{k}" for k in src["diagnostics"])):
+            d = src[name]
+            d.refresh()
+            dst.create_dataset(name, data=d[:n], maxshape=d.maxshape, chunks=d.chunks, dtype=d.dtype)
+        src.copy(src["state"], dst, "state")
+    os.replace(tmp, path)
+
+
+class EnsembleWriter:
+    """Appends a running chain to its file (the Writer of samplers/chain.py)."""
+
+    def __init__(self, path: Path, extra_end_attrs: dict | None = None):
+        self.path = Path(path)
+        self.f: h5py.File | None = None
+        self.buffer: list = []
+        self.extra_end_attrs = extra_end_attrs or {}
+
+    def begin(self, state: ChainState, settings: dict) -> None:
+        f = h5py.File(self.path, "r+", libver="latest")
+        f.attrs["sampler_settings"] = json.dumps(settings)
+        f.attrs["status"] = "running"
+        n = state.n_stored
+        for d in [f["configs"], *f["diagnostics"].values()]:
+            d.resize(n, axis=0)  # drop anything written after the stored state
+        _write_state(f, state)
+        f.flush()
+        f.swmr_mode = True
+        self.f = f
+
+    def append(self, config: np.ndarray, action: float, info: dict) -> None:
+        self.buffer.append((config.copy(), action, info))
+
+    def flush(self, state: ChainState) -> None:
+        if not self.buffer:
+            return
+        f = self.f
+        n0 = f["configs"].shape[0]
+        n1 = n0 + len(self.buffer)
+        d = f["configs"]
+        d.resize(n1, axis=0)
+        d[n0:n1] = np.stack([b[0] for b in self.buffer])
+        d.flush()
+        diag = f["diagnostics"]
+        for name, dset in diag.items():
+            dset.resize(n1, axis=0)
+            dset[n0:n1] = [b[1] if name == "action" else b[2][name] for b in self.buffer]
+            dset.flush()
+        _write_state(f, state)
+        for k in ("config", "rng", "counters"):
+            f["state"][k].flush()
+        f.flush()
+        self.buffer.clear()
+
+    def finish(self, summary: RunSummary) -> None:
+        self.f.close()
+        self.f = None
+        with h5py.File(self.path, "r+") as f:
+            f.attrs["status"] = "complete"
+            f.attrs["end_time"] = now()
+            f.attrs["compile_time_s"] = summary.compile_time
+            f.attrs["sampling_time_s"] = summary.wall_time
+            f.attrs["acceptance"] = summary.acceptance
+            for k, v in self.extra_end_attrs.items():
+                f.attrs[k] = v

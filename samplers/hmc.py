@@ -1,0 +1,79 @@
+"""Hybrid Monte Carlo (Duane, Kennedy, Pendleton, Roweth, PLB 195 (1987) 216).
+
+One trajectory: draw p ~ N(0, 1), integrate Hamilton's equations of H = p^2/2 + S(q) for
+n_steps steps of size eps (samplers/integrators.py), accept the end point with probability
+min(1, exp(-dH)). During thermalization eps is tuned to a target acceptance with the
+trajectory length tau = n_steps eps held near ``traj_length`` (n_steps = round(tau / eps)),
+then frozen. Angle fields are wrapped back to [-pi, pi) after each trajectory (S is periodic).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from .base import UpdateInfo, robbins_monro
+from .integrators import INTEGRATORS
+
+
+def wrap_angles(q: np.ndarray) -> None:
+    """q -> q mod 2 pi in [-pi, pi), in place."""
+    np.subtract(q, 2 * np.pi * np.floor((q + np.pi) / (2 * np.pi)), out=q)
+    q[q >= np.pi] -= 2 * np.pi
+
+
+@dataclass
+class HMC:
+    step_size: float = 0.1
+    traj_length: float = 1.0
+    integrator: str = "leapfrog"
+    target_accept: float = 0.8
+    n_steps: int = 0  # 0: round(traj_length / step_size)
+
+    name = "hmc"
+    diagnostics = ("dH",)
+
+    def __post_init__(self):
+        if self.n_steps <= 0:
+            self.n_steps = max(1, round(self.traj_length / self.step_size))
+
+    def check(self, theory) -> None:
+        if self.integrator not in INTEGRATORS:
+            raise ValueError(f"unknown integrator {self.integrator!r}; choose from {', '.join(INTEGRATORS)}")
+        if not self.step_size > 0 or not self.traj_length > 0:
+            raise ValueError("HMC step size and trajectory length must be > 0")
+        if not 0 < self.target_accept < 1:
+            raise ValueError(f"target acceptance must lie in (0, 1), got {self.target_accept}")
+
+    def trajectory(self, theory, q: np.ndarray, p: np.ndarray) -> None:
+        """Integrate (q, p) in place over one trajectory."""
+        INTEGRATORS[self.integrator](theory, q, p, self.step_size, self.n_steps)
+
+    def update(self, theory, q: np.ndarray, rng: np.random.Generator) -> UpdateInfo:
+        p = rng.standard_normal(q.shape)
+        q_new = q.copy()
+        h_old = 0.5 * float(np.dot(p.reshape(-1), p.reshape(-1))) + theory.action(q)
+        self.trajectory(theory, q_new, p)
+        if theory.compact:
+            wrap_angles(q_new)
+        h_new = 0.5 * float(np.dot(p.reshape(-1), p.reshape(-1))) + theory.action(q_new)
+        dH = h_new - h_old
+        u = rng.random()  # drawn on every trajectory, so the stream does not depend on dH
+        accept = dH <= 0 or u < math.exp(-dH)  # a NaN dH (blown-up trajectory) is rejected
+        if accept:
+            q[...] = q_new
+        return UpdateInfo(float(accept), dH)
+
+    def adapt(self, info: UpdateInfo, k: int, compact: bool = False) -> None:
+        p_acc = min(1.0, math.exp(-info.dH)) if math.isfinite(info.dH) else 0.0
+        self.step_size = math.exp(robbins_monro(math.log(self.step_size), p_acc, self.target_accept, k))
+        self.step_size = min(self.step_size, self.traj_length)
+        self.n_steps = max(1, round(self.traj_length / self.step_size))
+
+    def settings(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_settings(cls, settings: dict) -> "HMC":
+        return cls(**settings)
