@@ -147,6 +147,13 @@ def metropolis_kernel(x, nbr, sites_even, sites_odd, A, B, C, delta, key):
     return accepted
 
 
+def _flat(a: np.ndarray) -> np.ndarray:
+    """A 1-D view of a C-contiguous float64 array (the kernels write through it)."""
+    if not (a.flags.c_contiguous and a.dtype == np.float64):
+        raise ValueError("phi4 kernels need C-contiguous float64 arrays (use np.ascontiguousarray)")
+    return a.reshape(-1)
+
+
 # --------------------------------------------------------------------------- theory
 @dataclass(frozen=True)
 class Phi4:
@@ -250,24 +257,26 @@ class Phi4:
 
     # -- kernels
     def action(self, q: np.ndarray) -> float:
-        return action_kernel(q.reshape(-1), self._dims, *self.coefficients)
+        return action_kernel(np.ascontiguousarray(q).reshape(-1), self._dims, *self.coefficients)
 
     def action_batch(self, qs: np.ndarray) -> np.ndarray:
-        return action_batch_kernel(qs.reshape(len(qs), -1), self._dims, *self.coefficients)
+        return action_batch_kernel(np.ascontiguousarray(qs).reshape(len(qs), -1), self._dims, *self.coefficients)
 
     def force(self, q: np.ndarray) -> np.ndarray:
-        out = np.empty_like(q)
-        force_kernel(q.reshape(-1), self._dims, *self.coefficients, out.reshape(-1))
+        out = np.empty(q.shape)
+        force_kernel(np.ascontiguousarray(q).reshape(-1), self._dims, *self.coefficients, out.reshape(-1))
         return out
 
     def force_batch(self, qs: np.ndarray) -> np.ndarray:
-        out = np.empty_like(qs)
-        force_batch_kernel(qs.reshape(len(qs), -1), self._dims, *self.coefficients, out.reshape(len(qs), -1))
+        out = np.empty(qs.shape)
+        force_batch_kernel(np.ascontiguousarray(qs).reshape(len(qs), -1), self._dims, *self.coefficients,
+                           out.reshape(len(qs), -1))
         return out
 
     def kick(self, q: np.ndarray, p: np.ndarray, eps: float) -> None:
         """p += eps * F(q), in place."""
-        kick_kernel(q.reshape(-1), p.reshape(-1), eps, self._dims, *self.coefficients, self._scratch)
+        kick_kernel(np.ascontiguousarray(q).reshape(-1), _flat(p), eps, self._dims, *self.coefficients,
+                    self._scratch)
 
     def check_metropolis(self) -> None:
         geometry.require_even(self.shape, "the checkerboard Metropolis update")
@@ -275,7 +284,7 @@ class Phi4:
     def metropolis_sweep(self, q: np.ndarray, delta: float, key: np.uint64) -> int:
         even, odd = geometry.checkerboard(self.shape)
         A, B, C = self.coefficients
-        return metropolis_kernel(q.reshape(-1), geometry.neighbours(self.shape), even, odd, A, B, C, delta, key)
+        return metropolis_kernel(_flat(q), geometry.neighbours(self.shape), even, odd, A, B, C, delta, key)
 
     def torch_action(self, x):
         """S of a batch x of shape (N, *shape), float64 torch, differentiable."""

@@ -107,12 +107,12 @@ def open_ensemble(path: str | os.PathLike) -> h5py.File:
     if not path.exists():
         raise EnsembleError(f"{path}: no such file")
     try:
-        f = h5py.File(path, "r", swmr=True)
-    except OSError:
-        try:
-            f = h5py.File(path, "r")
-        except OSError as e:
+        f = h5py.File(path, "r", locking=False)  # readers take no lock, so they never block a writer
+    except OSError as e:
+        if "already open for write" not in str(e):
             raise EnsembleError(f"{path}: not a readable HDF5 file (truncated or damaged?): {e}") from None
+        # a writer is running, or was killed: SWMR read sees the consistent part
+        f = h5py.File(path, "r", swmr=True, locking=False)
     if f.attrs.get("format") != FORMAT:
         f.close()
         raise EnsembleError(f"{path}: not a latticeml ensemble file")

@@ -54,10 +54,11 @@ class HMC:
         p = rng.standard_normal(q.shape)
         q_new = q.copy()
         h_old = 0.5 * float(np.dot(p.reshape(-1), p.reshape(-1))) + theory.action(q)
-        self.trajectory(theory, q_new, p)
-        if theory.compact:
-            wrap_angles(q_new)
-        h_new = 0.5 * float(np.dot(p.reshape(-1), p.reshape(-1))) + theory.action(q_new)
+        with np.errstate(over="ignore", invalid="ignore"):  # a diverging trajectory gives dH = inf/NaN: rejected
+            self.trajectory(theory, q_new, p)
+            if theory.compact:
+                wrap_angles(q_new)
+            h_new = 0.5 * float(np.dot(p.reshape(-1), p.reshape(-1))) + theory.action(q_new)
         dH = h_new - h_old
         u = rng.random()  # drawn on every trajectory, so the stream does not depend on dH
         accept = dH <= 0 or u < math.exp(-dH)  # a NaN dH (blown-up trajectory) is rejected

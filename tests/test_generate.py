@@ -1,0 +1,192 @@
+"""python -m generate: the file it writes, resume and kill-safety, and bad input."""
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+import generate
+from samplers.ensemble import open_ensemble, read_ensemble
+
+ROOT = Path(__file__).resolve().parent.parent
+U1_SMALL = ["--theory", "u1", "--L", "4", "--beta", "2", "--algorithm", "hmc", "--n-therm", "20", "--quiet"]
+
+
+def run_cli(*args):
+    """Run the CLI in a subprocess; (exit code, stdout, stderr)."""
+    p = subprocess.run([sys.executable, "-m", "generate", *map(str, args)], cwd=ROOT, capture_output=True,
+                       text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=300)
+    return p.returncode, p.stdout, p.stderr
+
+
+def test_writes_ensemble_with_configs_diagnostics_and_provenance(tmp_path):
+    out = tmp_path / "u1.h5"
+    assert generate.main([*U1_SMALL, "--n-configs", "50", "--every", "2", "--seed", "3", "--out", str(out)]) == 0
+    e = read_ensemble(out)
+    assert e.configs.shape == (50, 2, 4, 4)
+    assert np.all(np.abs(e.configs) <= np.pi)
+    assert set(e.diagnostics) == {"action", "accept", "dH"}
+    a = e.attrs
+    assert (a["theory"], a["params"], a["shape"], a["algorithm"], a["seed"], a["every"]) == \
+        ("u1", {"beta": 2.0}, [4, 4], "hmc", 3, 2)
+    assert a["status"] == "complete" and a["n_configs"] == 50
+    for key in ("sampler_settings", "version", "git_commit", "host", "user", "command_line",
+                "start_time", "end_time", "compile_time_s"):
+        assert key in a, key
+    assert a["sampler_settings"]["step_size"] > 0
+    with h5py.File(out, "r") as f:
+        assert f["configs"].chunks is not None and f["configs"].maxshape[0] is None
+
+
+def test_toml_config_file_gives_the_same_run_as_flags(tmp_path):
+    toml = tmp_path / "xy.toml"
+    toml.write_text('theory = "xy"\nL = 4\nbeta = 1.1\nalgorithm = "metropolis"\nn-configs = 30\n'
+                    'seed = 5\nn_therm = 10\nquiet = true\n')
+    assert generate.main(["--config", str(toml), "--out", str(tmp_path / "a.h5")]) == 0
+    assert generate.main(["--theory", "xy", "--L", "4", "--beta", "1.1", "--algorithm", "metropolis",
+                          "--n-configs", "30", "--seed", "5", "--n-therm", "10", "--quiet",
+                          "--out", str(tmp_path / "b.h5")]) == 0
+    np.testing.assert_array_equal(read_ensemble(tmp_path / "a.h5").configs, read_ensemble(tmp_path / "b.h5").configs)
+
+
+def test_phi4_flow_parameterization_is_recorded(tmp_path):
+    out = tmp_path / "phi4.h5"
+    assert generate.main(["--theory", "phi4", "--L", "4", "--m2", "-4", "--g", "8", "--n-configs", "5",
+                          "--n-therm", "5", "--quiet", "--out", str(out)]) == 0
+    a = read_ensemble(out).attrs
+    assert a["parameterization"] == "flow" and a["params"] == {"m2": -4.0, "g": 8.0}
+
+
+def test_resume_extends_the_chain_exactly(tmp_path):
+    whole, part = tmp_path / "whole.h5", tmp_path / "part.h5"
+    assert generate.main([*U1_SMALL, "--n-configs", "40", "--out", str(whole)]) == 0
+    assert generate.main([*U1_SMALL, "--n-configs", "15", "--out", str(part)]) == 0
+    assert generate.main(["--resume", "--out", str(part), "--n-configs", "40", "--quiet"]) == 0
+    np.testing.assert_array_equal(read_ensemble(part).configs, read_ensemble(whole).configs)
+    np.testing.assert_array_equal(read_ensemble(part).diagnostics["dH"], read_ensemble(whole).diagnostics["dH"])
+
+
+@pytest.mark.parametrize("algorithm", ["metropolis", "hmc"])
+def test_killed_run_keeps_its_configs_and_resumes_to_the_same_chain(tmp_path, algorithm):
+    args = ["--theory", "phi4", "--L", "8", "--kappa", "0.25", "--lam", "0.5", "--algorithm", algorithm,
+            "--n-therm", "50", "--seed", "7", "--quiet", "--flush-seconds", "0.05"]
+    n = 4000
+    reference = tmp_path / "reference.h5"
+    assert run_cli(*args, "--n-configs", n, "--out", reference)[0] == 0
+
+    killed = tmp_path / "killed.h5"
+    proc = subprocess.Popen([sys.executable, "-m", "generate", *args, "--n-configs", str(n), "--out", str(killed)],
+                            cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    deadline = time.time() + 120
+    stored = 0
+    while time.time() < deadline and stored < 200:  # wait until a few flushes have landed
+        time.sleep(0.05)
+        if killed.exists():
+            try:
+                with open_ensemble(killed) as f:
+                    stored = int(f["state/counters"][0])
+            except Exception:
+                pass
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert 0 < stored < n, "the run finished (or never flushed) before it could be killed"
+
+    e = read_ensemble(killed)  # the killed file opens and holds every flushed configuration
+    assert 0 < len(e.configs) < n
+    np.testing.assert_array_equal(e.configs, read_ensemble(reference).configs[: len(e.configs)])
+
+    code, _, err = run_cli("--resume", "--out", killed, "--n-configs", n, "--quiet")
+    assert code == 0, err
+    np.testing.assert_array_equal(read_ensemble(killed).configs, read_ensemble(reference).configs)
+    with h5py.File(killed, "r") as f:  # a clean file again
+        assert f.attrs["status"] == "complete"
+
+
+# ------------------------------------------------------------------ bad input
+BASE = ["--n-configs", "5", "--n-therm", "2", "--quiet"]
+BAD = {
+    "unknown theory": (["--theory", "su3", "--L", "4", "--beta", "1"], "invalid choice"),
+    "unknown algorithm": (["--theory", "u1", "--L", "4", "--beta", "1", "--algorithm", "gibbs"], "invalid choice"),
+    "L < 2": (["--theory", "u1", "--L", "1", "--beta", "1"], "extent must be >= 2"),
+    "odd L for checkerboard": (["--theory", "xy", "--L", "5", "--beta", "1", "--algorithm", "metropolis"], "even"),
+    "lambda < 0": (["--theory", "phi4", "--L", "4", "--kappa", "0.2", "--lam", "-0.1"], "unbounded"),
+    "g < 0": (["--theory", "phi4", "--L", "4", "--m2", "1", "--g", "-1"], "unbounded"),
+    "beta < 0 for u1": (["--theory", "u1", "--L", "4", "--beta", "-1"], "beta"),
+    "missing parameter": (["--theory", "phi4", "--L", "4", "--kappa", "0.2"], "kappa, lam"),
+    "parameter of another theory": (["--theory", "xy", "--L", "4", "--beta", "1", "--kappa", "0.2"], "no parameter"),
+    "non-positive n-configs": (["--theory", "xy", "--L", "4", "--beta", "1", "--n-configs", "0"], "n-configs"),
+    "every < 1": (["--theory", "xy", "--L", "4", "--beta", "1", "--every", "0"], "every"),
+}
+
+
+@pytest.mark.parametrize("case", BAD)
+def test_bad_input_is_one_line_error_and_nonzero_exit(tmp_path, case):
+    args, needle = BAD[case]
+    out = tmp_path / "x.h5"
+    code, stdout, stderr = run_cli(*BASE, *args, "--out", out)
+    assert code != 0
+    assert "Traceback" not in stderr
+    last = stderr.strip().splitlines()[-1]
+    assert needle in last, stderr
+    assert not out.exists()
+
+
+def test_existing_output_is_not_overwritten(tmp_path):
+    out = tmp_path / "x.h5"
+    out.write_bytes(b"precious")
+    code, _, stderr = run_cli(*U1_SMALL, "--n-configs", "3", "--out", out)
+    assert code == 2 and "exists" in stderr and "Traceback" not in stderr
+    assert out.read_bytes() == b"precious"
+
+
+def test_overwrite_replaces_an_existing_file(tmp_path):
+    out = tmp_path / "x.h5"
+    out.write_bytes(b"old")
+    assert generate.main([*U1_SMALL, "--n-configs", "3", "--out", str(out), "--overwrite"]) == 0
+    assert len(read_ensemble(out).configs) == 3
+
+
+@pytest.mark.parametrize("change,needle", [(["--beta", "3"], "beta"), (["--L", "8"], "L"),
+                                           (["--theory", "xy"], "theory"), (["--algorithm", "metropolis"], "algorithm")])
+def test_resume_refuses_a_file_made_with_other_settings(tmp_path, change, needle):
+    out = tmp_path / "x.h5"
+    assert generate.main([*U1_SMALL, "--n-configs", "3", "--out", str(out)]) == 0
+    before = out.read_bytes()
+    args = [*U1_SMALL, "--n-configs", "6", "--out", str(out), "--resume"]
+    for flag, value in zip(change[::2], change[1::2]):
+        args[args.index(flag) + 1] = value
+    code, _, stderr = run_cli(*args)
+    assert code == 2 and needle in stderr.strip().splitlines()[-1] and "Traceback" not in stderr
+    assert out.read_bytes() == before
+
+
+@pytest.mark.parametrize("content", [b"not an hdf5 file at all", "truncated"])
+def test_resume_refuses_a_damaged_or_foreign_file(tmp_path, content):
+    out = tmp_path / "x.h5"
+    if content == "truncated":
+        assert generate.main([*U1_SMALL, "--n-configs", "20", "--out", str(out)]) == 0
+        content = out.read_bytes()[: len(out.read_bytes()) // 2]
+    out.write_bytes(content)
+    code, _, stderr = run_cli(*U1_SMALL, "--n-configs", "30", "--out", out, "--resume")
+    assert code == 2 and "Traceback" not in stderr
+    assert out.read_bytes() == content
+
+
+def test_unknown_key_in_config_file_is_an_error(tmp_path):
+    toml = tmp_path / "c.toml"
+    toml.write_text('theory = "xy"\nbogus = 1\n')
+    code, _, stderr = run_cli("--config", toml, "--out", tmp_path / "x.h5")
+    assert code == 2 and "bogus" in stderr and "Traceback" not in stderr
+
+
+def test_help_lists_every_option():
+    code, stdout, _ = run_cli("--help")
+    assert code == 0
+    for flag in ("--theory", "--L", "--kappa", "--lam", "--m2", "--g", "--beta", "--algorithm", "--integrator",
+                 "--n-configs", "--every", "--n-therm", "--seed", "--out", "--resume", "--overwrite", "--config"):
+        assert flag in stdout
