@@ -13,6 +13,12 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+# LLVM fast-math flags for kernels: "contract" lets a*b + c become one FMA (as exact or more),
+# "reassoc" lets sums be reordered so reductions vectorize (a different, fixed summation order).
+# No flag that assumes away NaN or inf: HMC relies on NaN/inf to reject a diverged trajectory.
+FMA = {"contract"}
+FMA_SUM = {"contract", "reassoc"}
+
 _INV_2PI = 1.0 / (2.0 * np.pi)
 _2PI_HI = 6.283185307179586  # float64(2 pi)
 _2PI_LO = 2.4492935982947064e-16  # 2 pi - _2PI_HI

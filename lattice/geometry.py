@@ -49,3 +49,24 @@ def checkerboard(shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
     even.setflags(write=False)
     odd.setflags(write=False)
     return even, odd
+
+
+@lru_cache(maxsize=16)
+def row_neighbours(shape: tuple[int, ...]) -> np.ndarray:
+    """Rows are the lines along the last axis: row r of ``q.reshape(-1, shape[-1])`` has the
+    coordinates of the first d - 1 axes in C order. Table (R, 2 (d - 1)): column 2 mu is the
+    row one step along axis mu (+), column 2 mu + 1 one step back (-). Kernels that sweep a
+    row contiguously (and so vectorize) take their other neighbours from here."""
+    if len(shape) == 1:
+        return np.zeros((1, 0), dtype=np.int64)
+    return neighbours(tuple(shape[:-1]))
+
+
+@lru_cache(maxsize=16)
+def row_parity(shape: tuple[int, ...]) -> np.ndarray:
+    """(R,) parity (sum of the first d - 1 coordinates mod 2) of each row."""
+    if len(shape) == 1:
+        return np.zeros(1, dtype=np.int64)
+    p = (np.indices(shape[:-1]).sum(axis=0).reshape(-1) % 2).astype(np.int64)
+    p.setflags(write=False)
+    return p

@@ -19,131 +19,113 @@ import numpy as np
 from numba import njit, prange
 
 from . import geometry
+from .fastmath import FMA, FMA_SUM
 from .rng import uniform
 
 
 # --------------------------------------------------------------------------- kernels
-@njit(cache=True)
-def _hop_sum(x: np.ndarray, dims: np.ndarray, h: np.ndarray) -> None:
-    """h_x = sum_mu (x_{x+mu} + x_{x-mu}) on the flat field x of shape dims (C order)."""
-    d = dims.shape[0]
-    n = dims[d - 1]
-    rows = x.size // n
-    # last axis first, assigning h (inner loop contiguous, no wrap inside)
-    for a in range(rows):
-        o = a * n
-        h[o] = x[o + 1] + x[o + n - 1]
-        for b in range(1, n - 1):
-            h[o + b] = x[o + b + 1] + x[o + b - 1]
-        h[o + n - 1] = x[o] + x[o + n - 2]
-    inner = n
-    for mu in range(d - 2, -1, -1):
-        n = dims[mu]
-        outer = x.size // (n * inner)
-        for a in range(outer):
-            base = a * n * inner
-            for b in range(n):
-                bp = b + 1 if b + 1 < n else 0
-                bm = b - 1 if b > 0 else n - 1
-                o = base + b * inner
-                op = base + bp * inner
-                om = base + bm * inner
-                for c in range(inner):
-                    h[o + c] += x[op + c] + x[om + c]
-        inner *= n
+# A configuration is seen as rows x[r, j]: the lines along the last axis (geometry.row_neighbours).
+# Loops run along a row, so they are contiguous and vectorize; the other axes' neighbours are
+# whole rows taken from the row table rnbr.
+@njit(cache=True, fastmath=FMA)
+def _row_hop(x, r, rnbr, h):
+    """h[j] = sum_mu (x_{x+mu} + x_{x-mu}) for the sites x = (r, j) of row r."""
+    n = x.shape[1]
+    h[0] = x[r, 1] + x[r, n - 1]
+    for j in range(1, n - 1):
+        h[j] = x[r, j - 1] + x[r, j + 1]
+    h[n - 1] = x[r, n - 2] + x[r, 0]
+    for k in range(rnbr.shape[1]):
+        rr = rnbr[r, k]
+        for j in range(n):
+            h[j] += x[rr, j]
 
 
-@njit(cache=True)
-def _forward_links(x: np.ndarray, dims: np.ndarray) -> float:
-    """sum_x sum_mu x_x x_{x+mu}."""
-    d = dims.shape[0]
-    total = 0.0
-    inner = 1
-    for mu in range(d - 1, -1, -1):
-        n = dims[mu]
-        outer = x.size // (n * inner)
-        for a in range(outer):
-            base = a * n * inner
-            for b in range(n):
-                bp = b + 1 if b + 1 < n else 0
-                o = base + b * inner
-                op = base + bp * inner
-                for c in range(inner):
-                    total += x[o + c] * x[op + c]
-        inner *= n
-    return total
-
-
-@njit(cache=True)
-def action_kernel(x: np.ndarray, dims: np.ndarray, A: float, B: float, C: float) -> float:
-    """S of one flat configuration."""
+@njit(cache=True, fastmath=FMA_SUM)
+def action_kernel(x, rnbr, A, B, C):
+    """S of one configuration x (R, n)."""
+    R, n = x.shape
     local = 0.0
-    for i in range(x.size):
-        p2 = x[i] * x[i]
-        local += p2 * (B + C * p2)
-    return local - A * _forward_links(x, dims)
+    links = 0.0
+    for r in range(R):
+        for j in range(n):
+            p2 = x[r, j] * x[r, j]
+            local += p2 * (B + C * p2)
+        for j in range(n - 1):
+            links += x[r, j] * x[r, j + 1]
+        links += x[r, n - 1] * x[r, 0]
+        for k in range(0, rnbr.shape[1], 2):  # forward neighbours only: each link once
+            rr = rnbr[r, k]
+            for j in range(n):
+                links += x[r, j] * x[rr, j]
+    return local - A * links
 
 
 @njit(cache=True, parallel=True)
-def action_batch_kernel(xs: np.ndarray, dims: np.ndarray, A: float, B: float, C: float) -> np.ndarray:
-    """S of each row of xs (N, V)."""
+def action_batch_kernel(xs, rnbr, A, B, C):
+    """S of each configuration of xs (N, R, n)."""
     out = np.empty(xs.shape[0])
     for k in prange(xs.shape[0]):
-        out[k] = action_kernel(xs[k], dims, A, B, C)
+        out[k] = action_kernel(xs[k], rnbr, A, B, C)
     return out
 
 
-@njit(cache=True)
-def force_kernel(x: np.ndarray, dims: np.ndarray, A: float, B: float, C: float, out: np.ndarray) -> None:
-    """out = -dS/dx."""
-    _hop_sum(x, dims, out)
-    for i in range(x.size):
-        xi = x[i]
-        out[i] = A * out[i] - xi * (2.0 * B + 4.0 * C * xi * xi)
-
-
-@njit(cache=True, parallel=True)
-def force_batch_kernel(xs: np.ndarray, dims: np.ndarray, A: float, B: float, C: float, out: np.ndarray) -> None:
-    for k in prange(xs.shape[0]):
-        force_kernel(xs[k], dims, A, B, C, out[k])
-
-
-@njit(cache=True)
-def kick_kernel(x, p, eps, dims, A, B, C, h):
-    """p += eps * F(x), with h a scratch array of the field's size."""
-    _hop_sum(x, dims, h)
+@njit(cache=True, fastmath=FMA)
+def kick_kernel(x, p, eps, rnbr, A, B, C):
+    """p += eps F(x), F = A h - 2 B x - 4 C x^3, row by row."""
+    R, n = x.shape
+    h = np.empty(n)
     eA = eps * A
     e2B = 2.0 * eps * B
     e4C = 4.0 * eps * C
-    for i in range(x.size):
-        xi = x[i]
-        p[i] += eA * h[i] - xi * (e2B + e4C * xi * xi)
+    if rnbr.shape[1] == 2 and n > 2:  # d = 2: one fused pass per row, no scratch
+        for r in range(R):
+            xr, xa, xb, pr = x[r], x[rnbr[r, 0]], x[rnbr[r, 1]], p[r]
+            xi = xr[0]
+            pr[0] += eA * (xr[n - 1] + xr[1] + xa[0] + xb[0]) - xi * (e2B + e4C * xi * xi)
+            for j in range(1, n - 1):
+                xi = xr[j]
+                pr[j] += eA * (xr[j - 1] + xr[j + 1] + xa[j] + xb[j]) - xi * (e2B + e4C * xi * xi)
+            xi = xr[n - 1]
+            pr[n - 1] += eA * (xr[n - 2] + xr[0] + xa[n - 1] + xb[n - 1]) - xi * (e2B + e4C * xi * xi)
+        return
+    for r in range(R):
+        _row_hop(x, r, rnbr, h)
+        for j in range(n):
+            xi = x[r, j]
+            p[r, j] += eA * h[j] - xi * (e2B + e4C * xi * xi)
 
 
-@njit(cache=True)
-def metropolis_kernel(x, nbr, sites_even, sites_odd, A, B, C, delta, key):
+@njit(cache=True, parallel=True)
+def force_batch_kernel(xs, rnbr, A, B, C, out):
+    for k in prange(xs.shape[0]):
+        out[k] = 0.0
+        kick_kernel(xs[k], out[k], 1.0, rnbr, A, B, C)
+
+
+@njit(cache=True, fastmath=FMA)
+def metropolis_kernel(x, rnbr, rpar, A, B, C, delta, key):
     """One checkerboard sweep: every site once, phi' = phi + delta (2u - 1).
 
-    Draws 2 uniforms per site from the counter stream (key, 2 site + j).
+    Draws 2 uniforms per site from the counter stream (key, 2 site + j), site = r n + j.
     dS = -A h (phi' - phi) + B (phi'^2 - phi^2) + C (phi'^4 - phi^4). Returns the accepted count.
     """
+    R, n = x.shape
+    h = np.empty(n)
     accepted = 0
-    nn = nbr.shape[1]
     for parity in range(2):
-        sites = sites_even if parity == 0 else sites_odd
-        for k in range(sites.size):
-            i = sites[k]
-            h = 0.0
-            for j in range(nn):
-                h += x[nbr[i, j]]
-            old = x[i]
-            new = old + delta * (2.0 * uniform(key, 2 * i) - 1.0)
-            o2 = old * old
-            n2 = new * new
-            dS = -A * h * (new - old) + B * (n2 - o2) + C * (n2 * n2 - o2 * o2)
-            if dS <= 0.0 or uniform(key, 2 * i + 1) < math.exp(-dS):
-                x[i] = new
-                accepted += 1
+        for r in range(R):
+            _row_hop(x, r, rnbr, h)
+            for j in range((parity + rpar[r]) % 2, n, 2):
+                i = r * n + j
+                old = x[r, j]
+                new = old + delta * (2.0 * uniform(key, 2 * i) - 1.0)
+                o2 = old * old
+                n2 = new * new
+                dS = -A * h[j] * (new - old) + B * (n2 - o2) + C * (n2 * n2 - o2 * o2)
+                if dS <= 0.0 or uniform(key, 2 * i + 1) < math.exp(-dS):
+                    x[r, j] = new
+                    accepted += 1
     return accepted
 
 
@@ -191,8 +173,7 @@ class Phi4:
         if C == 0 and B - abs(A) * self.dim <= 0:
             raise ValueError("free phi4 field (no quartic term) needs a positive mass: "
                              "the Gaussian action is unbounded below")
-        object.__setattr__(self, "_dims", np.array(self.shape, dtype=np.int64))
-        object.__setattr__(self, "_scratch", np.empty(self.n_dof))
+        object.__setattr__(self, "_rnbr", geometry.row_neighbours(self.shape))
 
     # -- parameters
     @property
@@ -255,36 +236,37 @@ class Phi4:
     def random_config(self, rng: np.random.Generator) -> np.ndarray:
         return rng.standard_normal(self.shape)
 
-    # -- kernels
+    # -- kernels (on rows: see geometry.row_neighbours)
+    def _rows(self, q: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(q).reshape(-1, self.shape[-1])
+
     def action(self, q: np.ndarray) -> float:
-        return action_kernel(np.ascontiguousarray(q).reshape(-1), self._dims, *self.coefficients)
+        return action_kernel(self._rows(q), self._rnbr, *self.coefficients)
 
     def action_batch(self, qs: np.ndarray) -> np.ndarray:
-        return action_batch_kernel(np.ascontiguousarray(qs).reshape(len(qs), -1), self._dims, *self.coefficients)
+        xs = np.ascontiguousarray(qs).reshape(len(qs), -1, self.shape[-1])
+        return action_batch_kernel(xs, self._rnbr, *self.coefficients)
 
     def force(self, q: np.ndarray) -> np.ndarray:
-        out = np.empty(q.shape)
-        force_kernel(np.ascontiguousarray(q).reshape(-1), self._dims, *self.coefficients, out.reshape(-1))
-        return out
+        return self.force_batch(q[None])[0]
 
     def force_batch(self, qs: np.ndarray) -> np.ndarray:
         out = np.empty(qs.shape)
-        force_batch_kernel(np.ascontiguousarray(qs).reshape(len(qs), -1), self._dims, *self.coefficients,
-                           out.reshape(len(qs), -1))
+        xs = np.ascontiguousarray(qs).reshape(len(qs), -1, self.shape[-1])
+        force_batch_kernel(xs, self._rnbr, *self.coefficients, out.reshape(xs.shape))
         return out
 
     def kick(self, q: np.ndarray, p: np.ndarray, eps: float) -> None:
         """p += eps * F(q), in place."""
-        kick_kernel(np.ascontiguousarray(q).reshape(-1), _flat(p), eps, self._dims, *self.coefficients,
-                    self._scratch)
+        kick_kernel(self._rows(q), _flat(p).reshape(-1, self.shape[-1]), eps, self._rnbr, *self.coefficients)
 
     def check_metropolis(self) -> None:
         geometry.require_even(self.shape, "the checkerboard Metropolis update")
 
     def metropolis_sweep(self, q: np.ndarray, delta: float, key: np.uint64) -> int:
-        even, odd = geometry.checkerboard(self.shape)
         A, B, C = self.coefficients
-        return metropolis_kernel(_flat(q), geometry.neighbours(self.shape), even, odd, A, B, C, delta, key)
+        x = _flat(q).reshape(-1, self.shape[-1])
+        return metropolis_kernel(x, self._rnbr, geometry.row_parity(self.shape), A, B, C, delta, key)
 
     def torch_action(self, x):
         """S of a batch x of shape (N, *shape), float64 torch, differentiable."""

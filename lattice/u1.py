@@ -17,7 +17,7 @@ import numpy as np
 from numba import njit, prange
 
 from . import geometry
-from .fastmath import fcos, fsin, wrap_angle
+from .fastmath import FMA, FMA_SUM, fcos, fsin, wrap_angle
 from .rng import uniform
 
 
@@ -39,7 +39,7 @@ def plaquette_angles(t: np.ndarray) -> np.ndarray:
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=FMA_SUM)
 def action_kernel(t: np.ndarray, beta: float) -> float:
     L0, L1 = t.shape[1], t.shape[2]
     total = 0.0
@@ -59,34 +59,42 @@ def action_batch_kernel(ts: np.ndarray, beta: float) -> np.ndarray:
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=FMA)
+def _sin_plaquette_row(t, i, ip, out):
+    """out[j] = sin theta_P(i, j) for one row of plaquettes."""
+    L1 = t.shape[2]
+    for j in range(L1 - 1):
+        out[j] = fsin(t[0, i, j] + t[1, ip, j] - t[0, i, j + 1] - t[1, i, j])
+    out[L1 - 1] = fsin(t[0, i, L1 - 1] + t[1, ip, L1 - 1] - t[0, i, 0] - t[1, i, L1 - 1])
+
+
+@njit(cache=True, fastmath=FMA)
 def kick_kernel(t, p, eps, beta, sp):
-    """p += eps * F(t); sp is scratch of shape (L0, L1) for sin theta_P."""
+    """p += eps * F(t), one pass over rows; sp is scratch of shape (2, L1) for the
+    sin theta_P of the previous and the current row."""
     L0, L1 = t.shape[1], t.shape[2]
-    for i in range(L0):
-        ip = i + 1 if i + 1 < L0 else 0
-        for j in range(L1 - 1):
-            sp[i, j] = fsin(t[0, i, j] + t[1, ip, j] - t[0, i, j + 1] - t[1, i, j])
-        sp[i, L1 - 1] = fsin(t[0, i, L1 - 1] + t[1, ip, L1 - 1] - t[0, i, 0] - t[1, i, L1 - 1])
     eb = eps * beta
+    prev, cur = sp[0], sp[1]
+    _sin_plaquette_row(t, L0 - 1, 0, prev)
     for i in range(L0):
-        im = i - 1 if i > 0 else L0 - 1
-        p[0, i, 0] += eb * (sp[i, L1 - 1] - sp[i, 0])
+        _sin_plaquette_row(t, i, i + 1 if i + 1 < L0 else 0, cur)
+        p[0, i, 0] += eb * (cur[L1 - 1] - cur[0])
         for j in range(1, L1):
-            p[0, i, j] += eb * (sp[i, j - 1] - sp[i, j])
+            p[0, i, j] += eb * (cur[j - 1] - cur[j])
         for j in range(L1):
-            p[1, i, j] += eb * (sp[i, j] - sp[im, j])
+            p[1, i, j] += eb * (cur[j] - prev[j])
+        prev, cur = cur, prev
 
 
 @njit(cache=True, parallel=True)
 def force_batch_kernel(ts, beta, out):
     for k in prange(ts.shape[0]):
         out[k] = 0.0
-        sp = np.empty(ts.shape[2:])
+        sp = np.empty((2, ts.shape[3]))
         kick_kernel(ts[k], out[k], 1.0, beta, sp)
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, fastmath=FMA)
 def metropolis_kernel(t, beta, delta, key):
     """One sweep over all links in 4 classes (mu, parity of x0 + x1); links of one class
     share no plaquette, so a class is updated in parallel. 2 uniforms per link, counter
@@ -144,7 +152,7 @@ class U1:
         if self.beta < 0:
             raise ValueError(f"beta = {self.beta} < 0: the U(1) Wilson action needs beta >= 0")
         object.__setattr__(self, "shape", shape)
-        object.__setattr__(self, "_scratch", np.empty(shape))
+        object.__setattr__(self, "_scratch", np.empty((2, shape[1])))
 
     parameterization = "wilson"
 

@@ -14,11 +14,11 @@ import numpy as np
 from numba import njit, prange
 
 from . import geometry
-from .fastmath import fcos, fsin, wrap_angle
+from .fastmath import FMA, FMA_SUM, fcos, fsin, wrap_angle
 from .rng import uniform
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=FMA_SUM)
 def action_kernel(t: np.ndarray, beta: float) -> float:
     L0, L1 = t.shape
     total = 0.0
@@ -38,7 +38,7 @@ def action_batch_kernel(ts: np.ndarray, beta: float) -> np.ndarray:
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=FMA)
 def _cos_sin(t: np.ndarray, cs: np.ndarray) -> None:
     """cs[0] = cos t, cs[1] = sin t."""
     L0, L1 = t.shape
@@ -48,7 +48,7 @@ def _cos_sin(t: np.ndarray, cs: np.ndarray) -> None:
             cs[1, i, j] = fsin(t[i, j])
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=FMA)
 def kick_kernel(t, p, eps, beta, cs):
     """p += eps * F(t); cs is scratch of shape (2, L0, L1)."""
     _cos_sin(t, cs)
@@ -76,7 +76,7 @@ def force_batch_kernel(ts, beta, out):
         kick_kernel(ts[k], out[k], 1.0, beta, cs)
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, fastmath=FMA)
 def metropolis_kernel(t, beta, delta, key):
     """Checkerboard sweep, theta' = wrap(theta + delta (2u - 1)); 2 uniforms per site.
 
