@@ -1,0 +1,146 @@
+"""python -m observables: measure an ensemble, or compare ensembles of the same theory.
+
+    python -m observables measure data/phi4_L32_k0.21.h5            # table, stored into the file
+    python -m observables measure data/u1.h5 --json --select 'W(*'
+    python -m observables compare data/u1_hmc.h5 data/u1_flow.h5 --plots runs/u1/compare --strict
+
+Errors: Gamma method with automatic windowing (Wolff 2004), S = 2 unless --S is given; derived
+quantities by Gamma-method propagation. Bad input ends with one line on stderr and exit 2.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .analysis import AGREE_Z, analyze, check_comparable, store, z_score
+from .stats import format_value_error
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m observables", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--S", type=float, default=2.0, help="Wolff's S_tau of the automatic window")
+    common.add_argument("--skip", type=int, default=0, help="discard this many first configurations")
+    common.add_argument("--select", help="only observables whose name matches this glob, e.g. 'W(*'")
+    common.add_argument("--json", action="store_true", help="machine-readable output")
+    m = sub.add_parser("measure", parents=[common], help="every observable of one file, stored into the file",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    m.add_argument("file", type=Path)
+    m.add_argument("--no-store", action="store_true", help="do not write the results into the file")
+    c = sub.add_parser("compare", parents=[common], help="files of the same theory side by side, z-scores "
+                       "against the first", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    c.add_argument("files", type=Path, nargs="+")
+    c.add_argument("--strict", action="store_true", help="exit 1 if any observable differs")
+    c.add_argument("--plots", type=Path, help="write PNG plots into this folder (needs matplotlib)")
+    return p
+
+
+def _fmt(est) -> str:
+    v, e = format_value_error(est.value, est.error)
+    return f"{v} ± {e}"
+
+
+def print_measure(a) -> None:
+    attrs = a.attrs
+    print(f"{a.path}: {attrs['theory']} {attrs['params']} on {'x'.join(map(str, attrs['shape']))}, "
+          f"{attrs['algorithm']}, N = {a.settings['n']} (every {a.settings['every']}), S = {a.settings['S']}"
+          + ("" if attrs.get("status") == "complete" else f"  [file status: {attrs.get('status')}]"))
+    names = list(a.estimates)
+    w = max(12, *(len(n) for n in names))
+    rows = [(n, _fmt(est), " ± ".join(format_value_error(est.tau_int, est.tau_int_error)), f"{est.n_eff:.0f}",
+             ", ".join(a.flags.get(n, []))) for n, est in a.estimates.items()]
+    wv = max(len("value ± error"), *(len(r[1]) for r in rows))
+    wt = max(len("tau_int"), *(len(r[2]) for r in rows))
+    print(f"{'observable':<{w}}  {'value ± error':>{wv}}  {'tau_int':>{wt}}  {'N_eff':>7}  notes")
+    for name, val, tau, neff, notes in rows:
+        print(f"{name:<{w}}  {val:>{wv}}  {tau:>{wt}}  {neff:>7}  {notes}")
+    print("tau_int in units of measurements (multiply by every for updates); "
+          "short: chain < 50 tau_int, error unreliable")
+
+
+def print_compare(analyses, zs, verdicts) -> None:
+    base = analyses[0]
+    heads = [Path(a.path).name for a in analyses]
+    names = list(base.estimates)
+    w = max(12, *(len(n) for n in names))
+    cols = [[_fmt(a.estimates[n]) if n in a.estimates else "-" for n in names] for a in analyses]
+    widths = [max(len(h), *(len(c) for c in col)) for h, col in zip(heads, cols)]
+    print(f"baseline: {base.path}")
+    header = f"{'observable':<{w}}  " + "  ".join(f"{h:>{wd}}" for h, wd in zip(heads, widths))
+    print(header + "  " + "  ".join(f"{'z(' + str(i) + ')':>7}" for i in range(1, len(analyses))) + "  verdict")
+    for k, n in enumerate(names):
+        line = f"{n:<{w}}  " + "  ".join(f"{col[k]:>{wd}}" for col, wd in zip(cols, widths))
+        line += "  " + "  ".join(f"{zs[i][n]:>7.2f}" for i in range(1, len(analyses)))
+        print(line + "  " + verdicts[n])
+    n_diff = sum(v == "DIFFER" for v in verdicts.values())
+    print(f"{len(names) - n_diff} agree, {n_diff} differ (|z| >= {AGREE_Z:g} against {heads[0]})")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.skip < 0:
+            raise ValueError(f"--skip must be >= 0, got {args.skip}")
+        if args.command == "measure":
+            return measure(args)
+        return compare(args)
+    except (ValueError, OSError, KeyError) as e:
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        print(f"{parser.prog}: error: {msg}", file=sys.stderr)
+        return 2
+
+
+def measure(args) -> int:
+    a = analyze(args.file, S=args.S, skip=args.skip, select=args.select)
+    note = ""
+    if not args.no_store:
+        if a.attrs.get("status") == "complete":
+            store(a)
+        else:
+            note = "results not stored: the file is still being written (or its writer was killed)"
+    if args.json:
+        print(json.dumps({"file": str(args.file), "settings": a.settings, "results": a.rows()}, default=float))
+    else:
+        print_measure(a)
+        if note:
+            print(note)
+    return 0
+
+
+def compare(args) -> int:
+    if len(args.files) < 2:
+        raise ValueError("compare needs at least two files")
+    if args.plots is not None:
+        from .plots import require_matplotlib
+        require_matplotlib()
+    analyses = [analyze(f, S=args.S, skip=args.skip, select=args.select) for f in args.files]
+    check_comparable(analyses)
+    base = analyses[0]
+    zs = [{}] + [{n: z_score(base.estimates[n], a.estimates[n]) if n in a.estimates else float("nan")
+                  for n in base.estimates} for a in analyses[1:]]
+    verdicts = {n: "DIFFER" if any(abs(zs[i][n]) >= AGREE_Z for i in range(1, len(analyses))) else "agree"
+                for n in base.estimates}
+    if args.json:
+        print(json.dumps({"baseline": str(args.files[0]),
+                          "files": [{"file": a.path, "results": a.rows()} for a in analyses],
+                          "z": {n: [zs[i][n] for i in range(1, len(analyses))] for n in base.estimates},
+                          "verdict": verdicts}, default=float))
+    else:
+        print_compare(analyses, zs, verdicts)
+    if args.plots is not None:
+        from .plots import comparison_plots
+        written = comparison_plots(analyses, args.plots)
+        if not args.json:
+            print(f"plots: {', '.join(str(p) for p in written)}")
+    if args.strict and any(v == "DIFFER" for v in verdicts.values()):
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

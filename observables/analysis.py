@@ -1,0 +1,126 @@
+"""Analysis of an ensemble file: every observable of its theory with Gamma-method errors.
+
+``analyze(path)`` is what ``python -m observables measure`` prints and stores; ``compare`` sets
+several analyses side by side with z-scores against the first (the baseline).
+"""
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from dataclasses import dataclass, field
+from fnmatch import fnmatch
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from lattice import __version__, theory_from_attrs
+from samplers.ensemble import EnsembleError, now, read_ensemble
+
+from . import theories
+from .stats import Estimate, ShortChainWarning, gamma_method, gamma_method_derived, stationarity
+
+AGREE_Z = 3.0  # compare: |z| below this agrees
+
+
+@dataclass
+class Analysis:
+    """Estimates of one ensemble: primaries and derived quantities, in display order."""
+
+    path: str
+    attrs: dict
+    estimates: dict[str, Estimate]
+    kinds: dict[str, str]  # name -> "primary" / "derived"
+    flags: dict[str, list[str]] = field(default_factory=dict)  # name -> ["short", "non-stationary (z=..)"]
+    settings: dict = field(default_factory=dict)
+    series: dict[str, np.ndarray] = field(default_factory=dict)  # primaries, for plots
+
+    def rows(self) -> list[dict]:
+        out = []
+        for name, est in self.estimates.items():
+            out.append({**est.as_dict(), "name": name, "kind": self.kinds[name],
+                        "flags": self.flags.get(name, [])})
+        return out
+
+
+def _same_theory_key(attrs: dict) -> tuple:
+    return attrs["theory"], json.dumps(attrs["params"], sort_keys=True), tuple(attrs["shape"])
+
+
+def analyze(path: str | Path, S: float = 2.0, skip: int = 0, select: str | None = None) -> Analysis:
+    """Measure every observable of the file's theory on its configurations [skip:].
+
+    S: Wolff's S_tau for the automatic window. select: a glob on observable names (e.g. "W(*").
+    A primary whose first and second half disagree (|z| > 3) is flagged non-stationary; one whose
+    chain is shorter than ~50 tau_int is flagged short.
+    """
+    ens = read_ensemble(path, start=skip)
+    n = len(ens.configs)
+    if n < 4:
+        raise EnsembleError(f"{path}: only {n} configurations after --skip {skip}; need at least 4")
+    theory = theory_from_attrs(ens.attrs)
+    every = int(ens.attrs.get("every", 1))
+    series = theories.primaries(ens.configs, theory)
+    wanted = (lambda name: True) if not select else (lambda name: fnmatch(name, select))
+    estimates, kinds, flags = {}, {}, {}
+
+    def record(name, compute, kind):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            est = compute()
+        estimates[name], kinds[name] = est, kind
+        if any(issubclass(w.category, ShortChainWarning) for w in caught):
+            flags.setdefault(name, []).append("short")
+
+    for name, x in series.items():
+        if not wanted(name):
+            continue
+        record(name, lambda: gamma_method(x, S=S, every=every, name=name), "primary")
+        if np.std(x) > 0:
+            z, bad = stationarity(x, S=S)
+            if bad:
+                flags.setdefault(name, []).append(f"non-stationary (halves differ, z = {z:.1f})")
+    for d in theories.derived(theory):
+        if not wanted(d.name) or not all(k in series for k in d.inputs):
+            continue
+        with np.errstate(all="ignore"):
+            record(d.name, lambda: gamma_method_derived(d, series, S=S, every=every), "derived")
+    settings = {"S": S, "skip": skip, "n": n, "every": every, "select": select or "*",
+                "analysed_at": now(), "version": __version__}
+    return Analysis(str(path), ens.attrs, estimates, kinds, flags, settings, series)
+
+
+def store(analysis: Analysis) -> None:
+    """Write the results into the file's /observables group (configurations untouched):
+    attribute ``settings`` (JSON), attribute ``results`` (JSON rows) and a compound dataset ``table``."""
+    rows = analysis.rows()
+    dtype = np.dtype([("name", h5py.string_dtype()), ("value", "f8"), ("error", "f8"), ("tau_int", "f8"),
+                      ("tau_int_error", "f8"), ("window", "i8"), ("n", "i8"), ("n_eff", "f8")])
+    table = np.array([(r["name"], r["value"], r["error"], r["tau_int"], r["tau_int_error"], r["window"],
+                       r["n"], r["n_eff"]) for r in rows], dtype=dtype)
+    with h5py.File(analysis.path, "r+") as f:
+        if "observables" in f:
+            del f["observables"]
+        g = f.create_group("observables")
+        g.attrs["settings"] = json.dumps(analysis.settings)
+        g.attrs["results"] = json.dumps(rows, default=float)
+        g.create_dataset("table", data=table)
+
+
+def z_score(a: Estimate, b: Estimate) -> float:
+    """(b - a) / sqrt(err_a^2 + err_b^2); NaN when both errors vanish and the values differ."""
+    err = math.hypot(a.error, b.error)
+    if err == 0:
+        return 0.0 if a.value == b.value else math.nan
+    return (b.value - a.value) / err
+
+
+def check_comparable(analyses: list[Analysis]) -> None:
+    """All files must describe the same theory, parameters and lattice."""
+    base = _same_theory_key(analyses[0].attrs)
+    for a in analyses[1:]:
+        key = _same_theory_key(a.attrs)
+        if key != base:
+            raise EnsembleError(f"{a.path} is {key[0]} {key[1]} on {'x'.join(map(str, key[2]))}, but "
+                                f"{analyses[0].path} is {base[0]} {base[1]} on {'x'.join(map(str, base[2]))}")
