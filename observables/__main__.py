@@ -45,21 +45,16 @@ def _fmt(est) -> str:
 
 
 def print_measure(a) -> None:
+    """One line per observable: name, then ``value ± error [tau_int = t(dt), N_eff = n]``, then notes."""
     attrs = a.attrs
     print(f"{a.path}: {attrs['theory']} {attrs['params']} on {'x'.join(map(str, attrs['shape']))}, "
           f"{attrs['algorithm']}, N = {a.settings['n']} (every {a.settings['every']}), S = {a.settings['S']}"
           + ("" if attrs.get("status") == "complete" else f"  [file status: {attrs.get('status')}]"))
-    names = list(a.estimates)
-    w = max(12, *(len(n) for n in names))
-    rows = [(n, _fmt(est), " ± ".join(format_value_error(est.tau_int, est.tau_int_error)), f"{est.n_eff:.0f}",
-             ", ".join(a.flags.get(n, []))) for n, est in a.estimates.items()]
-    wv = max(len("value ± error"), *(len(r[1]) for r in rows))
-    wt = max(len("tau_int"), *(len(r[2]) for r in rows))
-    print(f"{'observable':<{w}}  {'value ± error':>{wv}}  {'tau_int':>{wt}}  {'N_eff':>7}  notes")
-    for name, val, tau, neff, notes in rows:
-        print(f"{name:<{w}}  {val:>{wv}}  {tau:>{wt}}  {neff:>7}  {notes}")
-    print("tau_int in units of measurements (multiply by every for updates); "
-          "short: chain < 50 tau_int, error unreliable")
+    w = max(12, *(len(n) for n in a.estimates))
+    for name, est in a.estimates.items():
+        notes = ", ".join(a.flags.get(name, []))
+        print(f"{name:<{w}}  {est}" + (f"   <- {notes}" if notes else ""))
+    print("tau_int in units of measurements (x every = updates); short: chain < 50 tau_int, error unreliable")
 
 
 def print_compare(analyses, zs, verdicts) -> None:

@@ -25,3 +25,79 @@ def free_field_phi2(shape: tuple[int, ...], A: float, B: float) -> float:
     grids = np.meshgrid(*[2 * np.pi * np.arange(n) / n for n in shape], indexing="ij")
     kernel = B - A * sum(np.cos(p) for p in grids)
     return float(np.mean(1.0 / (2.0 * kernel)))
+
+
+def u1_wilson_loop_torus(beta: float, volume: int, area: int, n_max: int = 40) -> float:
+    """<W> of a loop enclosing ``area`` plaquettes on a torus of V plaquettes (character expansion):
+    sum_n I_n^(V-A) I_{n+1}^A / sum_n I_n^V."""
+    n = np.arange(-n_max, n_max + 1)
+    i_n = ive(n, beta)
+    return float((i_n ** (volume - area) * ive(n + 1, beta) ** area).sum() / (i_n**volume).sum())
+
+
+def _u1_plaquette_characteristic(theta: np.ndarray, beta: float, k_max: int = 60) -> np.ndarray:
+    """g(theta) = <exp(i theta phi / 2 pi)> for one plaquette angle phi in (-pi, pi] with weight
+    exp(beta cos phi): expanding exp(beta cos phi) = sum_k I_k(beta) e^{i k phi} and integrating,
+    g = sum_k (I_k / I_0) sinc(theta / 2 pi - k), sinc(x) = sin(pi x) / (pi x)."""
+    k = np.arange(-k_max, k_max + 1)
+    r = ive(k, beta) / ive(0, beta)
+    return np.sinc(theta[:, None] / (2 * np.pi) - k[None, :]) @ r
+
+
+def u1_charge_weights(beta: float, volume: int, q_max: int = 12, theta_max: float = 40 * np.pi,
+                      n_theta: int = 20_001) -> np.ndarray:
+    """Unnormalized weights f(Q), Q = -q_max..q_max, of the geometric topological charge on a torus.
+
+    The V wrapped plaquette angles phi_P are independent with weight exp(beta cos phi) up to the one
+    constraint that sum_P phi_P is a multiple of 2 pi (the holonomies decouple), and Q is that
+    multiple. So f(Q) is the probability density of X = sum_P phi_P / 2 pi at X = Q:
+    f(Q) = (1/2pi) int dtheta e^{-i theta Q} g(theta)^V = (1/pi) int_0^inf cos(theta Q) g(theta)^V,
+    by Simpson's rule on [0, theta_max] (g^V decays like |theta|^-V beyond its Gaussian peak).
+    By Poisson summation sum_Q f(Q) = sum_n (I_n / I_0)^V (the character-expansion Z)."""
+    from scipy.integrate import simpson
+
+    theta = np.linspace(0.0, theta_max, n_theta)
+    gv = _u1_plaquette_characteristic(theta, beta) ** volume
+    q = np.arange(-q_max, q_max + 1)
+    return simpson(np.cos(np.outer(q, theta)) * gv, x=theta, axis=1) / np.pi
+
+
+def u1_charge_distribution(beta: float, volume: int, q_max: int = 12) -> np.ndarray:
+    """P(Q) for Q = -q_max..q_max (normalized u1_charge_weights)."""
+    f = u1_charge_weights(beta, volume, q_max)
+    return f / f.sum()
+
+
+def u1_topological_susceptibility_torus(beta: float, volume: int, q_max: int = 12) -> float:
+    """chi_t = <Q^2> / V on the torus from the exact distribution of Q."""
+    q = np.arange(-q_max, q_max + 1)
+    return float((q**2 * u1_charge_distribution(beta, volume, q_max)).sum() / volume)
+
+
+def u1_topological_susceptibility_infinite(beta: float) -> float:
+    """V -> infinity: the plaquettes decouple and chi_t = <phi^2> / (2 pi)^2 with phi in (-pi, pi]
+    weighted by exp(beta cos phi)."""
+    from scipy.integrate import quad
+
+    w = lambda phi: np.exp(beta * (np.cos(phi) - 1))
+    return quad(lambda phi: phi**2 * w(phi), -np.pi, np.pi)[0] / quad(w, -np.pi, np.pi)[0] / (4 * np.pi**2)
+
+
+def free_field_slice_correlator(shape: tuple[int, ...], A: float, B: float, t: int) -> float:
+    """G(t) = V_t <Mbar(t0) Mbar(t0 + t)> of the free field S = sum_x [-A sum_mu phi phi_{+mu} + B phi^2]
+    (Mbar = time-slice mean, time = axis 0): the propagator 1/(2 (B - A sum_mu cos p_mu)) at zero
+    spatial momentum, G(t) = (1/L0) sum_{p0} cos(p0 t) / (2 (B - A (d - 1) - A cos p0))."""
+    L0, d = shape[0], len(shape)
+    p0 = 2 * np.pi * np.arange(L0) / L0
+    return float(np.mean(np.cos(p0 * t) / (2.0 * (B - A * (d - 1) - A * np.cos(p0)))))
+
+
+def free_field_chi2(shape: tuple[int, ...], A: float, B: float) -> float:
+    """chi_2 = V <M^2> = sum_t G(t) = 1 / (2 (B - A d)) (the propagator at p = 0)."""
+    return 1.0 / (2.0 * (B - A * len(shape)))
+
+
+def free_field_xi2(shape: tuple[int, ...], A: float, B: float) -> float:
+    """Second-moment correlation length of the free field: G(0)/G(p) - 1 = 2 A sin^2(p/2) / (B - A d),
+    so xi_2 = sqrt(A / (2 (B - A d))) for every L (= 1/m in the flow parameterization)."""
+    return float(np.sqrt(A / (2.0 * (B - A * len(shape)))))
