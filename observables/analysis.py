@@ -62,6 +62,16 @@ def analyze(path: str | Path, S: float = 2.0, skip: int = 0, select: str | None 
     theory = theory_from_attrs(ens.attrs)
     every = int(ens.attrs.get("every", 1))
     series = theories.primaries(ens.configs, theory)
+    estimates, kinds, flags = estimate_all(series, theory, S=S, every=every, select=select)
+    settings = {"S": S, "skip": skip, "n": n, "every": every, "select": select or "*",
+                "analysed_at": now(), "version": __version__}
+    return Analysis(str(path), ens.attrs, estimates, kinds, flags, settings, series)
+
+
+def estimate_all(series: dict[str, np.ndarray], theory, S: float = 2.0, every: int = 1,
+                 select: str | None = None) -> tuple[dict, dict, dict]:
+    """Gamma-method estimates of every primary series and every derived quantity of the theory:
+    (estimates, kinds, flags) keyed by observable name, in display order."""
     wanted = (lambda name: True) if not select else (lambda name: fnmatch(name, select))
     estimates, kinds, flags = {}, {}, {}
 
@@ -86,9 +96,7 @@ def analyze(path: str | Path, S: float = 2.0, skip: int = 0, select: str | None 
             continue
         with np.errstate(all="ignore"):
             record(d.name, lambda: gamma_method_derived(d, series, S=S, every=every), "derived")
-    settings = {"S": S, "skip": skip, "n": n, "every": every, "select": select or "*",
-                "analysed_at": now(), "version": __version__}
-    return Analysis(str(path), ens.attrs, estimates, kinds, flags, settings, series)
+    return estimates, kinds, flags
 
 
 def store(analysis: Analysis) -> None:
