@@ -20,6 +20,8 @@ DEFAULTS = {"dim": 2, "algorithm": "hmc", "every": 1, "n_therm": 500, "seed": 0,
             "step_size": 0.1, "traj_length": 1.0, "integrator": "leapfrog", "delta": 0.5}
 # what must agree between a file and a --resume request
 IDENTITY = ("theory", "L", "dim", "kappa", "lam", "m2", "g", "beta", "algorithm", "seed", "every", "init")
+# sampler settings: a resumed chain continues with the file's own
+SAMPLER_FLAGS = ("step_size", "traj_length", "n_steps", "jitter", "integrator", "delta", "target_accept", "no_tune")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,6 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--traj-length", type=float, help=f"hmc: trajectory length [{DEFAULTS['traj_length']}]")
     a.add_argument("--n-steps", type=int, help="hmc: fixed number of steps per trajectory (implies --no-tune; "
                    "step size = traj-length / n-steps)")
+    a.add_argument("--jitter", type=float, help="hmc: each trajectory's step size is eps (1 + jitter (2u - 1)), "
+                   "u uniform, so no mode stays frozen [0.2]")
     a.add_argument("--integrator", choices=["leapfrog", "omelyan"], help=f"hmc integrator [{DEFAULTS['integrator']}]")
     a.add_argument("--delta", type=float, help=f"metropolis: initial (or fixed) proposal width [{DEFAULTS['delta']}]")
     a.add_argument("--target-accept", type=float, help="acceptance the tuning aims at [hmc 0.8, metropolis 0.5]")
@@ -98,6 +102,10 @@ def merge_resume(args: argparse.Namespace, attrs: dict) -> None:
             raise UsageError(f"--resume: {args.out} was made with {key} = {stored}, not {given}")
         if given is None:
             setattr(args, key, stored)
+    for key in SAMPLER_FLAGS:
+        if getattr(args, key) is not None:
+            raise UsageError(f"--resume continues with the sampler settings stored in {args.out}; "
+                             f"drop --{key.replace('_', '-')}")
     if args.n_therm is None:
         args.n_therm = attrs["n_therm"]
 
@@ -117,12 +125,11 @@ def make_sampler(args):
         else:
             step = args.step_size if args.step_size is not None else DEFAULTS["step_size"]
         sampler = HMC(step_size=step, traj_length=traj, n_steps=args.n_steps or 0,
+                      jitter=0.2 if args.jitter is None else args.jitter,
                       integrator=args.integrator or DEFAULTS["integrator"], target_accept=target)
     else:
         target = 0.5 if args.target_accept is None else args.target_accept
         sampler = Metropolis(delta=args.delta if args.delta is not None else DEFAULTS["delta"], target_accept=target)
-    if not tune:
-        sampler.adapt = lambda *a, **k: None  # frozen from the start
     return sampler, tune
 
 
@@ -143,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def run(args, parser) -> int:
     from lattice import __version__, make_theory
-    from samplers import SAMPLERS  # noqa: F401
+    from samplers import SAMPLERS
     from samplers.chain import ChainState, run_chain
     from samplers.ensemble import (EnsembleWriter, attrs_of, create_ensemble, load_state, make_clean,
                                    open_ensemble, provenance)
@@ -176,7 +183,11 @@ def run(args, parser) -> int:
         raise UsageError(f"--dim must be >= 1, got {args.dim}")
     params = {k: getattr(args, k) for k in ("kappa", "lam", "m2", "g", "beta")}
     theory = make_theory(args.theory, (args.L,) * args.dim, **params)
-    sampler, tune = make_sampler(args)
+    if resuming:  # the file's sampler: initial settings, or the tuned ones once thermalized
+        sampler = SAMPLERS[args.algorithm].from_settings(attrs["sampler_settings"])
+        tune = bool(attrs["tuned"])
+    else:
+        sampler, tune = make_sampler(args)
     sampler.check(theory)
     if args.every < 1:
         raise UsageError(f"--every must be >= 1, got {args.every}")
@@ -187,10 +198,6 @@ def run(args, parser) -> int:
         make_clean(out)
         with h5py.File(out, "r") as f:
             state = load_state(f)
-            settings = attrs_of(f).get("sampler_settings")
-        if state.thermalized:
-            sampler = type(sampler).from_settings(settings)
-            sampler.adapt = lambda *a, **k: None
         if state.n_stored >= args.n_configs:
             print(f"{out} already holds {state.n_stored} configurations (>= --n-configs {args.n_configs})")
             return 0
@@ -217,7 +224,7 @@ def run(args, parser) -> int:
               + (f" (resuming at {state.n_stored})" if resuming else ""))
     summary = run_chain(theory, sampler, state, args.n_configs, every=args.every, n_therm=args.n_therm,
                         writer=EnsembleWriter(out), progress=not quiet and sys.stderr.isatty(),
-                        flush_seconds=args.flush_seconds)
+                        flush_seconds=args.flush_seconds, tune=tune)
     if not quiet:
         for line in summary.lines():
             print(line)

@@ -459,6 +459,12 @@ def main(argv=None):
             x = r[1][0][col]
             verdict = f"{'PASS' if x <= goal else 'MISS'}  {x:.2f} {unit} (goal <= {goal:g})"
         print(("- " if args.markdown else "") + f"{label}: {verdict}")
+    if not args.quick:
+        from bench_observables import run as run_observables
+
+        print(("\n" if args.markdown else "") + "Observables (issue 3), 10,000 configurations, measurement + Gamma analysis:")
+        for line in run_observables():
+            print(("- " if args.markdown else "") + line)
     print(("\n" if args.markdown else "") + f"total time {time.perf_counter() - start:.0f} s")
 
 

@@ -19,8 +19,8 @@ import numpy as np
 from numba import njit, prange
 
 from . import geometry
-from .fastmath import FMA, FMA_SUM
-from .rng import uniform
+from .fastmath import FMA, FMA_SUM, fexp
+from .rng import GAMMA, mix64, uniform, unit53
 
 
 # --------------------------------------------------------------------------- kernels
@@ -104,27 +104,98 @@ def force_batch_kernel(xs, rnbr, A, B, C, out):
 
 
 @njit(cache=True, fastmath=FMA)
+def _metropolis_half_row(P, r, par, rnbr, A, B, C, delta, zstart, h):
+    """Metropolis on the sites of row r in the half par (j = 2k + par) of the packed field P.
+
+    P[par, r, 1 + k] = x[r, 2k + par], k < m = n/2, with periodic pads P[., r, 0] = P[., r, m] and
+    P[., r, m + 1] = P[., r, 1]. The sites of one half of a row are not neighbours of each other,
+    so they update independently: one branch-free loop over contiguous memory (LLVM vectorizes
+    it). Row neighbours of j = 2k + par are in the other half: j - 1 at 1 + k + par - 1 and
+    j + 1 at 1 + k + par. zstart = key + 2 (r n + par) gamma is the SplitMix64 state of the first
+    site's proposal draw; site k's two draws have the states zstart + 4k gamma and + gamma.
+    Returns the accepted count.
+    """
+    m = P.shape[2] - 2
+    u = P[par, r]
+    w = P[1 - par, r][par:]  # w[k] = x[r, j - 1], w[k + 1] = x[r, j + 1]
+    for k in range(m):  # (left + right) + rows in rnbr order: as _row_hop
+        h[k] = w[k] + w[k + 1]
+    for c in range(rnbr.shape[1]):
+        v = P[par, rnbr[r, c]]
+        for k in range(m):
+            h[k] += v[1 + k]
+    step = np.uint64(4) * GAMMA
+    z = zstart
+    accepted = 0
+    for k in range(m):
+        hk = h[k]
+        old = u[1 + k]
+        prop = old + delta * (2.0 * unit53(mix64(z)) - 1.0)
+        o2 = old * old
+        n2 = prop * prop
+        dS = -A * hk * (prop - old) + B * (n2 - o2) + C * (n2 * n2 - o2 * o2)
+        acc = (dS <= 0.0) | (unit53(mix64(z + GAMMA)) < fexp(-dS))
+        u[1 + k] = prop if acc else old
+        accepted += np.int64(acc)
+        z += step
+    u[0] = u[m]
+    u[m + 1] = u[1]
+    return accepted
+
+
+@njit(cache=True, fastmath=FMA)
 def metropolis_kernel(x, rnbr, rpar, A, B, C, delta, key):
     """One checkerboard sweep: every site once, phi' = phi + delta (2u - 1).
 
-    Draws 2 uniforms per site from the counter stream (key, 2 site + j), site = r n + j.
-    dS = -A h (phi' - phi) + B (phi'^2 - phi^2) + C (phi'^4 - phi^4). Returns the accepted count.
+    Draws 2 uniforms per site from the counter stream (key, 2 site + j), site = r n + j:
+    j = 0 for the proposal, j = 1 for the accept step. With
+    dS = -A h (phi' - phi) + B (phi'^2 - phi^2) + C (phi'^4 - phi^4), h = sum_mu (phi_{x+mu} + phi_{x-mu}),
+    phi' is accepted iff dS <= 0 or u < exp(-dS). First all sites of parity 0 (sum of the
+    coordinates even), then parity 1; within a parity the order does not matter (no two sites
+    are neighbours), so each row's sites of that parity are done in one vectorized pass
+    (_metropolis_half_row, on a copy of x split by column parity). exp is fastmath.fexp (within 1 ulp of libm's, so an accept decision can
+    differ from libm's only when u falls within an ulp of exp(-dS): probability ~1e-16).
+    Rows of odd length (where the row's first and last sites are neighbours of one parity)
+    are swept site by site in order, each site's h from the current field (the earlier
+    kernel took h for a whole row before updating it, which is stale at the row's last site
+    when n is odd). Returns the accepted count.
     """
     R, n = x.shape
-    h = np.empty(n)
     accepted = 0
-    for parity in range(2):
+    if n % 2 == 0:
+        m = n // 2
+        h = np.empty(m)
+        P = np.empty((2, R, m + 2))  # x split by the parity of j (see _metropolis_half_row)
         for r in range(R):
-            _row_hop(x, r, rnbr, h)
+            for half in range(2):
+                for k in range(m):
+                    P[half, r, 1 + k] = x[r, 2 * k + half]
+                P[half, r, 0] = P[half, r, m]
+                P[half, r, m + 1] = P[half, r, 1]
+        for parity in range(2):
+            for r in range(R):
+                par = (parity + rpar[r]) % 2
+                zstart = key + np.uint64(2 * (r * n + par)) * GAMMA
+                accepted += _metropolis_half_row(P, r, par, rnbr, A, B, C, delta, zstart, h)
+        for r in range(R):
+            for half in range(2):
+                for k in range(m):
+                    x[r, 2 * k + half] = P[half, r, 1 + k]
+        return accepted
+    for parity in range(2):  # odd n: the row's first and last sites may both be updated, so h
+        for r in range(R):   # is taken site by site from the current field
             for j in range((parity + rpar[r]) % 2, n, 2):
                 i = r * n + j
+                hj = x[r, j - 1 if j > 0 else n - 1] + x[r, j + 1 if j < n - 1 else 0]
+                for c in range(rnbr.shape[1]):
+                    hj += x[rnbr[r, c], j]
                 old = x[r, j]
-                new = old + delta * (2.0 * uniform(key, 2 * i) - 1.0)
+                prop = old + delta * (2.0 * uniform(key, 2 * i) - 1.0)
                 o2 = old * old
-                n2 = new * new
-                dS = -A * h[j] * (new - old) + B * (n2 - o2) + C * (n2 * n2 - o2 * o2)
+                n2 = prop * prop
+                dS = -A * hj * (prop - old) + B * (n2 - o2) + C * (n2 * n2 - o2 * o2)
                 if dS <= 0.0 or uniform(key, 2 * i + 1) < math.exp(-dS):
-                    x[r, j] = new
+                    x[r, j] = prop
                     accepted += 1
     return accepted
 

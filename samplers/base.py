@@ -5,7 +5,8 @@ A sampler is a small mutable dataclass holding its (tunable) settings, with
     diagnostics: tuple[str, ...]                -- per-configuration fields besides action, accept
     check(theory) -> None                       -- raise ValueError if it cannot run this theory
     update(theory, q, rng) -> UpdateInfo        -- one sweep / trajectory, q changed in place
-    adapt(info, k) -> None                      -- tuning after thermalization update k
+    adapt(info, k, compact) -> None             -- tuning after thermalization update k
+                                                   (compact: angle variables, widths <= pi)
     settings() -> dict                          -- its settings, stored in the file's attributes
     from_settings(dict)                         -- (classmethod) the sampler the settings describe
 Samplers see a theory only through its kernels (action, kick, metropolis_sweep).

@@ -116,11 +116,11 @@ def warm_up(theory, sampler) -> float:
 
 def run_chain(theory, sampler, state: ChainState, n_configs: int, every: int = 1, n_therm: int = 0,
               writer: Writer | None = None, progress: bool = False, flush_seconds: float = 10.0,
-              flush_configs: int = 256) -> RunSummary:
+              flush_configs: int = 256, tune: bool = True) -> RunSummary:
     """Run the chain until ``state.n_stored == n_configs``, storing every ``every``-th update.
 
-    If the state is not yet thermalized, first ``n_therm`` updates tune the sampler (then its
-    settings freeze) and are discarded. The writer sees the tuned settings (``begin``), every
+    If the state is not yet thermalized, first ``n_therm`` updates are discarded; with ``tune``
+    they also tune the sampler (``sampler.adapt``), whose settings are frozen afterwards. The writer sees the tuned settings (``begin``), every
     stored configuration with its action and diagnostics (``append``), and the state after
     the last stored configuration at every flush: at most ``flush_configs`` configurations or
     ``flush_seconds`` apart, and at the end. ``state`` is advanced in place.
@@ -139,7 +139,8 @@ def run_chain(theory, sampler, state: ChainState, n_configs: int, every: int = 1
         bar = tqdm(range(n_therm), desc="thermalizing", disable=not progress, leave=False)
         for k in bar:
             info = sampler.update(theory, q, state.rng)
-            sampler.adapt(info, k, theory.compact)
+            if tune:
+                sampler.adapt(info, k, theory.compact)
         state.thermalized = True
     therm_time = time.perf_counter() - t0
     writer.begin(state, sampler.settings())

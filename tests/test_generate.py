@@ -73,9 +73,10 @@ def test_resume_extends_the_chain_exactly(tmp_path):
 
 @pytest.mark.parametrize("algorithm", ["metropolis", "hmc"])
 def test_killed_run_keeps_its_configs_and_resumes_to_the_same_chain(tmp_path, algorithm):
+    # long enough (a few seconds) that the kill lands mid-run, with frequent flushes
     args = ["--theory", "phi4", "--L", "8", "--kappa", "0.25", "--lam", "0.5", "--algorithm", algorithm,
-            "--n-therm", "50", "--seed", "7", "--quiet", "--flush-seconds", "0.05"]
-    n = 4000
+            "--n-therm", "50", "--seed", "7", "--quiet", "--flush-seconds", "0.02", "--every", "10"]
+    n = 5000
     reference = tmp_path / "reference.h5"
     assert run_cli(*args, "--n-configs", n, "--out", reference)[0] == 0
 
@@ -85,7 +86,7 @@ def test_killed_run_keeps_its_configs_and_resumes_to_the_same_chain(tmp_path, al
     deadline = time.time() + 120
     stored = 0
     while time.time() < deadline and stored < 200:  # wait until a few flushes have landed
-        time.sleep(0.05)
+        time.sleep(0.01)
         if killed.exists():
             try:
                 with open_ensemble(killed) as f:

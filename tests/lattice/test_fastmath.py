@@ -1,4 +1,4 @@
-"""Specification of lattice.fastmath: branch-free sin/cos and angle wrapping for Numba kernels."""
+"""Specification of lattice.fastmath: branch-free sin/cos/exp and angle wrapping for Numba kernels."""
 from __future__ import annotations
 
 import math
@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lattice.fastmath import cos_array, sin_array, wrap_angle
+from lattice.fastmath import cos_array, exp_array, sin_array, wrap_angle
 
 PROPERTY = settings(max_examples=200, deadline=None)
 
@@ -83,3 +83,45 @@ def test_wrap_angle_leaves_angles_in_minus_pi_to_pi_unchanged(x):
 
 def test_wrap_angle_maps_pi_to_minus_pi():
     assert wrap_angle(np.pi) == -np.pi
+
+
+# --------------------------------------------------------------------------- exp
+def ulps(y: np.ndarray, exact: np.ndarray) -> np.ndarray:
+    """|y - exact| in units of the spacing of floats at exact (the subnormal spacing below 2^-1022)."""
+    return np.abs(y - exact) / np.spacing(np.maximum(np.abs(exact), 5e-324))
+
+
+def exp_sample(lo: float, hi: float, n: int = 1_000_000) -> np.ndarray:
+    """Random points of [lo, hi] with full mantissas (also small |x|), a grid and its ulp neighbours."""
+    rng = np.random.default_rng(3)
+    random = rng.uniform(lo, hi, n)
+    small = rng.choice([-1.0, 1.0], n // 10) * 10.0 ** rng.uniform(-20, 0, n // 10)
+    grid = np.linspace(lo, hi, n // 10)
+    x = np.concatenate([random, small, grid, np.nextafter(grid, np.inf), np.nextafter(grid, -np.inf)])
+    return x[(x >= lo) & (x <= hi)]
+
+
+@pytest.mark.parametrize("lo, hi", [(-745.0, 0.0), (-1.0, 1.0), (-745.2, -708.0), (0.0, 709.7)],
+                         ids=["metropolis-range", "near-zero", "subnormal-results", "positive"])
+def test_exp_within_1_ulp_of_numpy(lo, hi):
+    x = exp_sample(lo, hi)
+    assert ulps(exp_array(x), np.exp(x)).max() <= 1.0
+
+
+def test_exp_is_mostly_correctly_rounded():
+    x = exp_sample(-745.0, 0.0)
+    assert np.mean(exp_array(x) != np.exp(x)) < 0.15
+
+
+def test_exp_special_values_match_numpy():
+    x = np.array([0.0, -0.0, -745.13, -745.14, -746.0, -1e300, -np.inf, 709.78, 709.79, 1e300, np.inf, np.nan,
+                  -708.39, -708.4, 1e-300, -1e-300])
+    with np.errstate(over="ignore"):
+        np.testing.assert_array_equal(exp_array(x), np.exp(x))
+
+
+def test_exp_array_keeps_the_shape():
+    x = np.linspace(-5, 1, 60).reshape(3, 4, 5)
+    y = exp_array(x)
+    assert y.shape == x.shape
+    assert ulps(y, np.exp(x)).max() <= 1.0
