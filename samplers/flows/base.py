@@ -1,0 +1,133 @@
+"""The flow interface every learned normalizing-flow model implements.
+
+Names of log-densities (torchlft's convention, so sign and direction are never in doubt):
+    log_prior(z)   log r(z) of the prior (base) density
+    log_q(x)       log-density of the model (pushforward of the prior) at x, exact
+    log_p(x)       -S(x): the target's unnormalized log-density (theory.torch_action)
+    log_w = log_p - log_q   the log importance weight
+
+A ``Transform`` is an invertible, batched torch module on configurations (PHYSICS.md layouts,
+batch first) with
+    forward(z) -> (x, logdet)   logdet = log |det dx/dz|, shape (N,), float64
+    inverse(x) -> (z, logdet)   logdet = log |det dz/dx| = -(forward logdet at z)
+A ``Flow`` is a prior followed by transforms: sample(n) pushes prior samples forward and returns
+(x, log_q) from the same pass, log_q(x) pulls x back. Computation is in the modules' dtype
+(float32 by default, float64 on request); log-determinants and log-densities are accumulated in
+float64. Works on any device: the prior samples on the device of the flow's parameters.
+"""
+from __future__ import annotations
+
+import importlib
+import math
+
+import torch
+from torch import nn
+
+# model name -> module that defines ``THEORIES`` (the theories it serves) and
+# ``build(theory, **hyperparameters) -> Flow``
+MODELS = {"realnvp": "samplers.flows.realnvp", "circular-flow": "samplers.flows.circular",
+          "gauge-flow": "samplers.flows.gauge"}
+
+
+def model_module(name: str):
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; choose from {', '.join(MODELS)}")
+    return importlib.import_module(MODELS[name])
+
+
+def build_model(name: str, theory, **hyper) -> "Flow":
+    """The flow ``name`` for ``theory`` (ValueError if the model does not serve that theory)."""
+    module = model_module(name)
+    if theory.name not in module.THEORIES:
+        raise ValueError(f"model {name} is for {', '.join(module.THEORIES)}, not {theory.name}")
+    return module.build(theory, **hyper)
+
+
+class Transform(nn.Module):
+    """Invertible layer; subclasses implement forward and inverse, both returning float64 logdets."""
+
+    def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # pragma: no cover
+        raise NotImplementedError
+
+    def inverse(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # pragma: no cover
+        raise NotImplementedError
+
+
+class NormalPrior(nn.Module):
+    """Independent N(0, 1) on every site: log r(z) = -sum z^2 / 2 - (V/2) log(2 pi)."""
+
+    def __init__(self, shape: tuple[int, ...]):
+        super().__init__()
+        self.shape = tuple(shape)
+        self.register_buffer("_anchor", torch.zeros(()))  # follows .to(device/dtype)
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        a = self._anchor
+        return torch.randn((n, *self.shape), generator=generator, device=a.device, dtype=a.dtype)
+
+    def log_prob(self, z: torch.Tensor) -> torch.Tensor:
+        z = z.to(torch.float64).flatten(1)
+        return -0.5 * (z * z).sum(1) - 0.5 * z.shape[1] * math.log(2 * math.pi)
+
+
+class UniformAnglePrior(nn.Module):
+    """Uniform (Haar) measure on [-pi, pi)^V: log r(z) = -V log(2 pi)."""
+
+    def __init__(self, shape: tuple[int, ...]):
+        super().__init__()
+        self.shape = tuple(shape)
+        self.register_buffer("_anchor", torch.zeros(()))
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        a = self._anchor
+        u = torch.rand((n, *self.shape), generator=generator, device=a.device, dtype=a.dtype)
+        return (2 * u - 1) * math.pi
+
+    def log_prob(self, z: torch.Tensor) -> torch.Tensor:
+        v = math.prod(self.shape)
+        return torch.full((z.shape[0],), -v * math.log(2 * math.pi), dtype=torch.float64, device=z.device)
+
+
+class Flow(nn.Module):
+    """prior -> transforms[0] -> ... -> transforms[-1]; knows the theory it was built for."""
+
+    def __init__(self, prior: nn.Module, transforms: list[Transform], theory, name: str, hyper: dict):
+        super().__init__()
+        self.prior = prior
+        self.transforms = nn.ModuleList(transforms)
+        self.theory = theory
+        self.name = name
+        self.hyper = dict(hyper)
+
+    def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x = T(z) and log |det dx/dz| (float64)."""
+        logdet = torch.zeros(z.shape[0], dtype=torch.float64, device=z.device)
+        x = z
+        for t in self.transforms:
+            x, ld = t.forward(x)
+            logdet = logdet + ld
+        return x, logdet
+
+    def inverse(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """z = T^-1(x) and log |det dz/dx| (float64)."""
+        logdet = torch.zeros(x.shape[0], dtype=torch.float64, device=x.device)
+        z = x
+        for t in reversed(self.transforms):
+            z, ld = t.inverse(z)
+            logdet = logdet + ld
+        return z, logdet
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """n configurations x and their exact log q(x) = log r(z) - log |det dx/dz| (float64)."""
+        z = self.prior.sample(n, generator)
+        x, logdet = self.forward(z)
+        return x, self.prior.log_prob(z) - logdet
+
+    def log_q(self, x: torch.Tensor) -> torch.Tensor:
+        """Exact log-density of the model at x: log r(T^-1 x) + log |det dz/dx| (float64)."""
+        z, logdet = self.inverse(x)
+        return self.prior.log_prob(z) + logdet
+
+    def log_p(self, x: torch.Tensor) -> torch.Tensor:
+        """-S(x) of the target theory (float64, unnormalized)."""
+        return -self.theory.torch_action(x.to(torch.float64))
