@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tomllib
 from pathlib import Path
 
 import h5py
+
+from lattice.cli import (UsageError, add_config_argument, add_theory_arguments, merge_config, theory_from_args,
+                         theory_identity)
 
 DEFAULTS = {"dim": 2, "algorithm": "hmc", "every": 1, "n_therm": 500, "seed": 0, "init": "hot",
             "step_size": 0.1, "traj_length": 1.0, "integrator": "leapfrog", "delta": 0.5}
@@ -27,17 +29,8 @@ SAMPLER_FLAGS = ("step_size", "traj_length", "n_steps", "jitter", "integrator", 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m generate", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--config", type=Path, help="TOML file with any of these options (keys as the flags, "
-                   "with - or _); flags given on the command line take precedence")
-    t = p.add_argument_group("theory (conventions: PHYSICS.md)")
-    t.add_argument("--theory", choices=["phi4", "xy", "u1"], help="which theory")
-    t.add_argument("--L", type=int, help="lattice extent in every direction")
-    t.add_argument("--dim", type=int, help=f"phi4 only: number of dimensions [{DEFAULTS['dim']}]")
-    t.add_argument("--kappa", type=float, help="phi4 hopping parameter (with --lam)")
-    t.add_argument("--lam", type=float, help="phi4 quartic coupling lambda, hopping form (with --kappa)")
-    t.add_argument("--m2", type=float, help="phi4 mass^2, flow-paper form (with --g)")
-    t.add_argument("--g", type=float, help="phi4 quartic coupling, flow-paper form (with --m2)")
-    t.add_argument("--beta", type=float, help="xy / u1 coupling")
+    add_config_argument(p)
+    add_theory_arguments(p, DEFAULTS["dim"])
     a = p.add_argument_group("algorithm")
     a.add_argument("--algorithm", choices=["metropolis", "hmc"], help=f"Markov-chain update [{DEFAULTS['algorithm']}]")
     a.add_argument("--step-size", type=float, help=f"hmc: initial (or, with --no-tune, fixed) step size "
@@ -65,30 +58,6 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--flush-seconds", type=float, default=10.0, help="write to the file at least this often")
     r.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
     return p
-
-
-class UsageError(ValueError):
-    pass
-
-
-def merge_config(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
-    """Fill options not given on the command line from the TOML file."""
-    if args.config is None:
-        return
-    try:
-        with open(args.config, "rb") as fh:
-            table = tomllib.load(fh)
-    except FileNotFoundError:
-        raise UsageError(f"config file {args.config} not found") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise UsageError(f"config file {args.config} is not valid TOML: {e}") from None
-    known = {a.dest for a in parser._actions}
-    for key, value in table.items():
-        dest = key.replace("-", "_")
-        if dest not in known or dest == "config":
-            raise UsageError(f"config file {args.config}: unknown option {key!r}")
-        if getattr(args, dest) is None:
-            setattr(args, dest, Path(value) if dest == "out" else value)
 
 
 def merge_resume(args: argparse.Namespace, attrs: dict) -> None:
@@ -149,13 +118,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(args, parser) -> int:
-    from lattice import __version__, make_theory
+    from lattice import __version__
     from samplers import SAMPLERS
     from samplers.chain import ChainState, run_chain
     from samplers.ensemble import (EnsembleWriter, attrs_of, create_ensemble, load_state, make_clean,
                                    open_ensemble, provenance)
 
-    merge_config(args, parser)
+    merge_config(args, parser, paths=("out",))
     if args.out is None:
         raise UsageError("--out is required (the HDF5 file to write)")
     out = args.out
@@ -171,18 +140,9 @@ def run(args, parser) -> int:
     for key, value in DEFAULTS.items():
         if getattr(args, key) is None:
             setattr(args, key, value)
-    if args.theory is None:
-        raise UsageError("--theory is required (phi4, xy or u1)")
-    if args.L is None:
-        raise UsageError("--L is required")
     if args.n_configs is None or args.n_configs < 1:
         raise UsageError("--n-configs must be given and >= 1")
-    if args.theory != "phi4" and args.dim != 2:
-        raise UsageError(f"--dim applies to phi4 only ({args.theory} is two-dimensional)")
-    if args.dim < 1:
-        raise UsageError(f"--dim must be >= 1, got {args.dim}")
-    params = {k: getattr(args, k) for k in ("kappa", "lam", "m2", "g", "beta")}
-    theory = make_theory(args.theory, (args.L,) * args.dim, **params)
+    theory = theory_from_args(args)
     if resuming:  # the file's sampler: initial settings, or the tuned ones once thermalized
         sampler = SAMPLERS[args.algorithm].from_settings(attrs["sampler_settings"])
         tune = bool(attrs["tuned"])
@@ -208,8 +168,7 @@ def run(args, parser) -> int:
         out.parent.mkdir(parents=True, exist_ok=True)
         state = ChainState.start(theory, args.seed, args.init)
         attrs = {
-            "theory": theory.name, "parameterization": theory.parameterization, "params": theory.params(),
-            "shape": list(theory.shape), "config_shape": list(theory.config_shape),
+            **theory_identity(theory), "config_shape": list(theory.config_shape),
             "algorithm": sampler.name, "sampler_settings": sampler.settings(), "tuned": int(tune),
             "seed": args.seed, "every": args.every, "n_therm": args.n_therm, "init": args.init,
             "n_configs": args.n_configs, **provenance(),

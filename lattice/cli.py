@@ -1,0 +1,73 @@
+"""Command-line pieces shared by ``python -m generate`` and ``python -m train``: the theory flags,
+the TOML config file, and the one-line usage error."""
+from __future__ import annotations
+
+import argparse
+import tomllib
+from pathlib import Path
+
+from . import make_theory
+
+PARAM_FLAGS = ("kappa", "lam", "m2", "g", "beta")
+
+
+class UsageError(ValueError):
+    """Bad input, reported as one line and exit status 2."""
+
+
+def add_config_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", type=Path, help="TOML file with any of these options (keys as the flags, "
+                   "with - or _); flags given on the command line take precedence")
+
+
+def add_theory_arguments(p: argparse.ArgumentParser, default_dim: int = 2) -> None:
+    t = p.add_argument_group("theory (conventions: PHYSICS.md)")
+    t.add_argument("--theory", choices=["phi4", "xy", "u1"], help="which theory")
+    t.add_argument("--L", type=int, help="lattice extent in every direction")
+    t.add_argument("--dim", type=int, help=f"phi4 only: number of dimensions [{default_dim}]")
+    t.add_argument("--kappa", type=float, help="phi4 hopping parameter (with --lam)")
+    t.add_argument("--lam", type=float, help="phi4 quartic coupling lambda, hopping form (with --kappa)")
+    t.add_argument("--m2", type=float, help="phi4 mass^2, flow-paper form (with --g)")
+    t.add_argument("--g", type=float, help="phi4 quartic coupling, flow-paper form (with --m2)")
+    t.add_argument("--beta", type=float, help="xy / u1 coupling")
+
+
+def theory_from_args(args: argparse.Namespace):
+    """The theory the flags describe (UsageError / ValueError with one line otherwise)."""
+    if args.theory is None:
+        raise UsageError("--theory is required (phi4, xy or u1)")
+    if args.L is None:
+        raise UsageError("--L is required")
+    dim = 2 if args.dim is None else args.dim
+    if args.theory != "phi4" and dim != 2:
+        raise UsageError(f"--dim applies to phi4 only ({args.theory} is two-dimensional)")
+    if dim < 1:
+        raise UsageError(f"--dim must be >= 1, got {dim}")
+    return make_theory(args.theory, (args.L,) * dim, **{k: getattr(args, k) for k in PARAM_FLAGS})
+
+
+def theory_identity(theory) -> dict:
+    """What identifies a theory in files and checkpoints."""
+    return {"theory": theory.name, "parameterization": theory.parameterization, "params": theory.params(),
+            "shape": list(theory.shape)}
+
+
+def merge_config(args: argparse.Namespace, parser: argparse.ArgumentParser, paths: tuple[str, ...] = ()) -> None:
+    """Fill options not given on the command line from the TOML file ``args.config``; ``paths``
+    names options whose values are file paths."""
+    if args.config is None:
+        return
+    try:
+        with open(args.config, "rb") as fh:
+            table = tomllib.load(fh)
+    except FileNotFoundError:
+        raise UsageError(f"config file {args.config} not found") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise UsageError(f"config file {args.config} is not valid TOML: {e}") from None
+    known = {a.dest for a in parser._actions}
+    for key, value in table.items():
+        dest = key.replace("-", "_")
+        if dest not in known or dest == "config":
+            raise UsageError(f"config file {args.config}: unknown option {key!r}")
+        if getattr(args, dest) is None:
+            setattr(args, dest, Path(value) if dest in paths else value)
