@@ -19,7 +19,7 @@ from lattice.cli import (UsageError, add_config_argument, add_theory_arguments, 
                          theory_identity)
 
 DEFAULTS = {"dim": 2, "algorithm": "hmc", "every": 1, "n_therm": 500, "seed": 0, "init": "hot",
-            "step_size": 0.1, "traj_length": 1.0, "integrator": "leapfrog", "delta": 0.5}
+            "step_size": 0.1, "traj_length": 1.0, "jitter": 0.2, "integrator": "leapfrog", "delta": 0.5}
 # what must agree between a file and a --resume request
 IDENTITY = ("theory", "L", "dim", "kappa", "lam", "m2", "g", "beta", "algorithm", "seed", "every", "init")
 # sampler settings: a resumed chain continues with the file's own
@@ -39,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--n-steps", type=int, help="hmc: fixed number of steps per trajectory (implies --no-tune; "
                    "step size = traj-length / n-steps)")
     a.add_argument("--jitter", type=float, help="hmc: each trajectory's step size is eps (1 + jitter (2u - 1)), "
-                   "u uniform, so no mode stays frozen [0.2]")
+                   f"u uniform, so no mode stays frozen [{DEFAULTS['jitter']}]")
     a.add_argument("--integrator", choices=["leapfrog", "omelyan"], help=f"hmc integrator [{DEFAULTS['integrator']}]")
     a.add_argument("--delta", type=float, help=f"metropolis: initial (or fixed) proposal width [{DEFAULTS['delta']}]")
     a.add_argument("--target-accept", type=float, help="acceptance the tuning aims at [hmc 0.8, metropolis 0.5]")
@@ -80,26 +80,21 @@ def merge_resume(args: argparse.Namespace, attrs: dict) -> None:
 
 
 def make_sampler(args):
+    """The sampler the flags describe (defaults already filled in), and whether to tune it."""
     from samplers import HMC, Metropolis
 
     tune = not args.no_tune
-    if args.algorithm == "hmc":
-        target = 0.8 if args.target_accept is None else args.target_accept
-        traj = args.traj_length if args.traj_length is not None else DEFAULTS["traj_length"]
-        if args.n_steps is not None:
-            if args.n_steps < 1:
-                raise UsageError(f"--n-steps must be >= 1, got {args.n_steps}")
-            tune = False
-            step = traj / args.n_steps
-        else:
-            step = args.step_size if args.step_size is not None else DEFAULTS["step_size"]
-        sampler = HMC(step_size=step, traj_length=traj, n_steps=args.n_steps or 0,
-                      jitter=0.2 if args.jitter is None else args.jitter,
-                      integrator=args.integrator or DEFAULTS["integrator"], target_accept=target)
-    else:
+    if args.algorithm == "metropolis":
         target = 0.5 if args.target_accept is None else args.target_accept
-        sampler = Metropolis(delta=args.delta if args.delta is not None else DEFAULTS["delta"], target_accept=target)
-    return sampler, tune
+        return Metropolis(delta=args.delta, target_accept=target), tune
+    target = 0.8 if args.target_accept is None else args.target_accept
+    step = args.step_size
+    if args.n_steps is not None:
+        if args.n_steps < 1:
+            raise UsageError(f"--n-steps must be >= 1, got {args.n_steps}")
+        tune, step = False, args.traj_length / args.n_steps
+    return HMC(step_size=step, traj_length=args.traj_length, n_steps=args.n_steps or 0, jitter=args.jitter,
+               integrator=args.integrator, target_accept=target), tune
 
 
 def main(argv: list[str] | None = None) -> int:
