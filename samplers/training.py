@@ -138,9 +138,15 @@ def load_model(path: str | os.PathLike, device: str = "cpu") -> tuple[Flow, dict
 
 # ------------------------------------------------------------------------------------ training
 def _scheduler(optimizer, config: TrainConfig):
+    """lr(step) = lr * f(step / steps): cosine from 1 to 1/100 over the run, or constant. A function of
+    the step alone, so extending a resumed run (more --steps) stretches the schedule from where it is."""
     if config.lr_schedule == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.steps, eta_min=config.lr / 100)
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+        def factor(step):
+            return 0.01 + 0.99 * 0.5 * (1.0 + math.cos(math.pi * min(step, config.steps) / config.steps))
+    else:
+        def factor(step):
+            return 1.0
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
 def load_ensemble(path: str, theory, device, dtype) -> torch.Tensor:

@@ -52,10 +52,23 @@ def test_checkpoint_round_trip_gives_the_same_density(tmp_path):
     torch.testing.assert_close(loaded.log_q(x), flow.log_q(x), rtol=0, atol=0)
 
 
-def test_resumed_training_equals_an_uninterrupted_run(tmp_path):
+def test_resumed_training_equals_an_uninterrupted_run(tmp_path, monkeypatch):
     a, b = tmp_path / "a", tmp_path / "b"
     train(tiny(), config(steps=30), a)
-    train(tiny(), config(steps=20), b)
+    interrupted = tiny()
+    calls = {"n": 0}
+    real_log_p = interrupted.log_p
+
+    def killed_at_step_25(x):
+        calls["n"] += 1
+        if calls["n"] == 25:
+            raise KeyboardInterrupt
+        return real_log_p(x)
+
+    monkeypatch.setattr(interrupted, "log_p", killed_at_step_25)
+    with pytest.raises(KeyboardInterrupt):
+        train(interrupted, config(steps=30), b)
+    assert read_checkpoint(b)["step"] == 20
     train(tiny(seed=99), config(steps=30), b, resume=True)  # parameters come from the checkpoint
     untimed = lambda run: [{k: v for k, v in r.items() if k != "time"} for r in metrics(run)]  # noqa: E731
     assert untimed(a) == untimed(b)

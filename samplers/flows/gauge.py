@@ -1,0 +1,218 @@
+"""Gauge-equivariant flow for 2D U(1) lattice gauge theory (model "gauge-flow").
+
+Kanwar, Albergo, Boyda, Cranmer, Hackett, Racaniere, Rezende, Shanahan, PRL 125 (2020) 121601;
+the U(1) part of the tutorial Albergo et al., arXiv:2101.08176.
+
+Links theta[mu, x0, x1] (PHYSICS.md), plaquette at x (lower-left corner)
+
+    P(x) = theta_0(x) + theta_1(x + e0) - theta_0(x + e1) - theta_1(x).
+
+Coupling layer (mu, off), nu = 1 - mu. Mask geometry (stripes of period 4 across nu, running
+along mu; "row" below means a fixed value of x_nu):
+
+    updated links   theta_mu(x)  with x_nu % 4 == off            (1/8 of all links)
+    active   plaq.  P(x)         with x_nu % 4 == off            (1/4 of the plaquettes)
+    passive  plaq.  P(x)         with x_nu % 4 == off - 1 (mod 4)
+    frozen   plaq.  P(x)         with x_nu % 4 in {off + 1, off + 2}
+
+(Note: the stripes are rows of constant x_nu, not x_mu: theta_mu(x) lies in the two plaquettes
+P(x) and P(x - e_nu), which differ in x_nu. For mu = 0 it enters P(x) with sign +1, for mu = 1
+with sign -1.) Each updated link lies in exactly one active plaquette, P(x), and one passive one,
+P(x - e_nu); frozen plaquettes contain no updated link. The layer
+
+  1. computes all plaquettes, wraps them to [-pi, pi);
+  2. feeds cos/sin of the frozen plaquettes (zero elsewhere) to a periodic CNN (nets.conv_net)
+     that gives, at every active plaquette, the parameters of an invertible circle map h;
+  3. maps active plaquettes P -> P' = h(P) and moves the updated link so that its active
+     plaquette becomes P': theta_mu(x) += sign_mu (P' - P), sign_0 = +1, sign_1 = -1; the
+     passive plaquette P(x - e_nu) absorbs the opposite change.
+
+Only gauge-invariant quantities (plaquettes mod 2 pi) enter h and the update, so the layer commutes
+with gauge transformations theta_mu(x) -> theta_mu(x) + alpha(x) - alpha(x + e_mu) (mod 2 pi).
+The Jacobian is triangular (conditioning plaquettes contain no updated link) with diagonal
+d theta'/d theta = h'(P), so log |det| = sum over active plaquettes of log h'(P), exact. Layers
+cycle mu fastest, then off: layer i has mu = i % 2, off = (i // 2) % 4, so 8 layers touch every
+link once. The masks have period 4 along both axes (L0, L1 must be multiples of 4), and the
+convolutions are translation equivariant, so the flow commutes with translations by 4 along either
+axis. Outputs are wrapped to [-pi, pi).
+
+Circle maps h (``plaq_map``):
+  "ncp"    non-compact projection mixture (Rezende et al. 2020, as in the tutorial):
+           h(u) = sum_k w_k 2 atan(exp(s_k) tan(u / 2)) + t (mod 2 pi), u in [-pi, pi);
+           weights w = softmax, K = n_mix components; the inverse is found by bisection to
+           machine precision followed by one Newton step (which also gives the exact gradient
+           of the inverse with respect to the parameters).
+  "spline" circular rational-quadratic spline with n_bins bins (Durkan et al. 2019,
+           Rezende et al. 2020) followed by a rotation t; analytic inverse.
+With the conditioner's last layer zero-initialized (the default) every map is the identity.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from .base import Flow, Transform, UniformAnglePrior
+from .circular import circular_spline, circular_spline_inverse, spline_params, wrap
+from .nets import conv_net
+
+THEORIES = ("u1",)
+PERIOD = 4
+
+
+def plaquettes(x: torch.Tensor) -> torch.Tensor:
+    """P(x) (unwrapped) of links x, shape (N, 2, L0, L1) -> (N, L0, L1)."""
+    t0, t1 = x[:, 0], x[:, 1]
+    return t0 + torch.roll(t1, -1, dims=1) - torch.roll(t0, -1, dims=2) - t1
+
+
+def gauge_transform(x: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+    """theta_mu(x) + alpha(x) - alpha(x + e_mu), wrapped; alpha of shape (N, L0, L1)."""
+    out = torch.stack((x[:, 0] + alpha - torch.roll(alpha, -1, dims=1),
+                       x[:, 1] + alpha - torch.roll(alpha, -1, dims=2)), dim=1)
+    return wrap(out)
+
+
+# ----------------------------------------------------------------------------------------------
+# circle maps: params has a trailing channel axis (..., C); u and the result have shape (...)
+
+class NCPMixture:
+    """Mixture of non-compact projections plus rotation; C = 2 n_mix + 1 (s, weight logits, t)."""
+
+    def __init__(self, n_mix: int = 2):
+        self.n_mix = n_mix
+        self.n_params = 2 * n_mix + 1
+
+    def _split(self, params):
+        k = self.n_mix
+        s, logits, t = params[..., :k], params[..., k:2 * k], params[..., 2 * k]
+        return s, torch.log_softmax(logits, dim=-1), t
+
+    @staticmethod
+    def _h(u, s, logw):
+        """mixture value (in [-pi, pi]) and log derivative; u (...,), s/logw (..., K)."""
+        uu = u.unsqueeze(-1)
+        half = uu / 2
+        val = (logw.exp() * 2 * torch.atan(torch.exp(s) * torch.tan(half))).sum(-1)
+        c, sn = torch.cos(half), torch.sin(half)
+        logd = -torch.log(torch.exp(-s) * c * c + torch.exp(s) * sn * sn)
+        return val, torch.logsumexp(logw + logd, dim=-1)
+
+    def forward(self, u, params):
+        s, logw, t = self._split(params)
+        val, logd = self._h(u, s, logw)
+        return wrap(val + t), logd
+
+    def inverse(self, v, params):
+        s, logw, t = self._split(params)
+        y = wrap(v - t)
+        with torch.no_grad():
+            sd, lwd, yd = s.detach(), logw.detach(), y.detach()
+            lo = torch.full_like(yd, -math.pi)
+            hi = torch.full_like(yd, math.pi)
+            n_iter = 60 if yd.dtype == torch.float64 else 32
+            for _ in range(n_iter):
+                mid = (lo + hi) / 2
+                below = self._h(mid, sd, lwd)[0] < yd
+                lo = torch.where(below, mid, lo)
+                hi = torch.where(below, hi, mid)
+            u0 = (lo + hi) / 2
+        # one Newton step from the (detached) root: exact value to rounding, exact gradient
+        val, logd = self._h(u0, s, logw)
+        u = u0 - (val - y) * torch.exp(-logd)
+        _, logd = self._h(u, s, logw)
+        return wrap(u), -logd
+
+
+class CircularSpline:
+    """Circular rational-quadratic spline on [-pi, pi) (circular.circular_spline: fixes -pi, equal
+    slopes at -pi and pi) followed by a rotation t; C = 3 n_bins + 1 (widths, heights, slopes, t)."""
+
+    def __init__(self, n_bins: int = 8):
+        self.n_bins = n_bins
+        self.n_params = 3 * n_bins + 1
+
+    def forward(self, u, params):
+        w, h, d = spline_params(params[..., :-1], self.n_bins)
+        v, logd = circular_spline(u, w, h, d)
+        return wrap(v + params[..., -1]), logd
+
+    def inverse(self, v, params):
+        w, h, d = spline_params(params[..., :-1], self.n_bins)
+        return circular_spline_inverse(wrap(v - params[..., -1]), w, h, d)
+
+
+PLAQ_MAPS = {"ncp": lambda n_mix, n_bins: NCPMixture(n_mix),
+             "spline": lambda n_mix, n_bins: CircularSpline(n_bins)}
+
+
+# ----------------------------------------------------------------------------------------------
+
+class GaugeCoupling(Transform):
+    """One gauge-equivariant coupling layer (mu, off); see the module docstring for the masks."""
+
+    def __init__(self, lattice_shape: tuple[int, int], mu: int, off: int, plaq_map, hidden, kernel_size):
+        super().__init__()
+        self.mu, self.off = int(mu), int(off)
+        self.nu = 1 - self.mu
+        self.sign = 1.0 if self.mu == 0 else -1.0
+        self.plaq_map = plaq_map
+        self.net = conv_net(2, plaq_map.n_params, tuple(hidden), kernel_size, final_zero=True)
+        L_nu = lattice_shape[self.nu]
+        r = torch.arange(L_nu) % PERIOD
+        frozen = ((r == (self.off + 1) % PERIOD) | (r == (self.off + 2) % PERIOD)).float()
+        shape = [1, 1, 1]
+        shape[1 + self.nu] = L_nu  # (1, L0, 1) or (1, 1, L1)
+        self.register_buffer("frozen", frozen.reshape(shape), persistent=False)
+
+    def _active(self, a: torch.Tensor) -> torch.Tensor:
+        """The active rows of a (..., L0, L1) tensor (x_nu % 4 == off)."""
+        return a[..., self.off::PERIOD, :] if self.nu == 0 else a[..., self.off::PERIOD]
+
+    def _couple(self, x: torch.Tensor, inverse: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        p = wrap(plaquettes(x))
+        fz = self.frozen.to(p.dtype)
+        cond = torch.stack((torch.cos(p) * fz, torch.sin(p) * fz), dim=1)
+        params = self._active(self.net(cond)).movedim(1, -1)      # (N, ., ., C)
+        pa = self._active(p)
+        fn = self.plaq_map.inverse if inverse else self.plaq_map.forward
+        pn, logd = fn(pa, params)
+        out = x.clone()
+        link = self._active(x[:, self.mu])
+        new = wrap(link + self.sign * (pn - pa))
+        if self.nu == 0:
+            out[:, self.mu, self.off::PERIOD, :] = new
+        else:
+            out[:, self.mu, :, self.off::PERIOD] = new
+        return out, logd.to(torch.float64).flatten(1).sum(1)
+
+    def forward(self, z):
+        return self._couple(z, inverse=False)
+
+    def inverse(self, x):
+        return self._couple(x, inverse=True)
+
+
+def build(theory, n_layers: int = 16, hidden=(8, 8), kernel_size: int = 3, plaq_map: str = "spline",
+          n_mix: int = 4, n_bins: int = 8, dtype=torch.float32) -> Flow:
+    """Gauge-equivariant flow for theory (U(1) on L0 x L1, both multiples of 4): uniform (Haar)
+    prior, n_layers coupling layers (mu = i % 2, off = (i // 2) % 4), conditioner CNNs with
+    ``hidden`` channels and ``kernel_size``, plaquette maps ``plaq_map`` in {"ncp", "spline"}
+    (n_mix NCP components, or n_bins spline bins)."""
+    if theory.name not in THEORIES:
+        raise ValueError(f"gauge-flow is for {', '.join(THEORIES)}, not {theory.name}")
+    shape = tuple(theory.shape)
+    if len(shape) != 2 or any(L % PERIOD for L in shape):
+        raise ValueError(f"gauge-flow needs a 2D lattice with both sides multiples of {PERIOD}, got {shape}")
+    if plaq_map not in PLAQ_MAPS:
+        raise ValueError(f"unknown plaq_map {plaq_map!r}; choose from {', '.join(PLAQ_MAPS)}")
+    if n_layers < 1:
+        raise ValueError(f"n_layers = {n_layers} < 1")
+    hidden = tuple(int(h) for h in hidden)
+    layers = [GaugeCoupling(shape, i % 2, (i // 2) % PERIOD, PLAQ_MAPS[plaq_map](n_mix, n_bins), hidden, kernel_size)
+              for i in range(n_layers)]
+    hyper = {"n_layers": int(n_layers), "hidden": list(hidden), "kernel_size": int(kernel_size),
+             "plaq_map": plaq_map, "n_mix": int(n_mix), "n_bins": int(n_bins)}
+    flow = Flow(UniformAnglePrior(theory.config_shape), layers, theory, "gauge-flow", hyper)
+    return flow.to(dtype)
