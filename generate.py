@@ -15,8 +15,8 @@ from pathlib import Path
 
 import h5py
 
-from lattice.cli import (UsageError, add_config_argument, add_theory_arguments, merge_config, theory_from_args,
-                         theory_identity)
+from lattice.cli import (UsageError, add_config_argument, add_theory_arguments, merge_config,
+                         run_reporting_errors, theory_from_args, theory_identity)
 
 DEFAULTS = {"dim": 2, "algorithm": "hmc", "every": 1, "n_therm": 500, "seed": 0, "init": "hot",
             "step_size": 0.1, "traj_length": 1.0, "jitter": 0.2, "integrator": "leapfrog", "delta": 0.5}
@@ -100,16 +100,8 @@ def make_sampler(args):
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    try:
-        return run(args, parser)
-    except KeyboardInterrupt:
-        print("\ninterrupted: the file holds every configuration up to the last flush; continue with --resume",
-              file=sys.stderr)
-        return 130
-    except (UsageError, ValueError, OSError) as e:
-        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-        print(f"{parser.prog}: error: {msg}", file=sys.stderr)
-        return 2
+    return run_reporting_errors(parser.prog, lambda: run(args, parser),
+                                "the file holds every configuration up to the last flush; continue with --resume")
 
 
 def run(args, parser) -> int:

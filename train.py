@@ -15,10 +15,11 @@ import argparse
 import json
 import shutil
 import sys
-from dataclasses import asdict, fields
+from dataclasses import fields
 from pathlib import Path
 
-from lattice.cli import UsageError, add_config_argument, add_theory_arguments, merge_config, theory_from_args
+from lattice.cli import (UsageError, add_config_argument, add_theory_arguments, merge_config, run_reporting_errors,
+                         theory_from_args)
 
 DEFAULTS = {"objective": "reverse-kl", "steps": 1000, "batch_size": 256, "lr": 1e-3, "lr_schedule": "cosine",
             "grad_clip": 10.0, "checkpoint_every": 100, "seed": 0, "device": "cpu", "dtype": "float32",
@@ -86,15 +87,9 @@ def hyperparameters(args) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    try:
-        return run(args, parser)
-    except KeyboardInterrupt:
-        print("\ninterrupted: the run folder keeps the last checkpoint; continue with --resume", file=sys.stderr)
-        return 130
-    except (ValueError, OSError, RuntimeError) as e:
-        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-        print(f"{parser.prog}: error: {msg}", file=sys.stderr)
-        return 2
+    return run_reporting_errors(parser.prog, lambda: run(args, parser),
+                                "the run folder keeps the last checkpoint; continue with --resume",
+                                errors=(ValueError, OSError, RuntimeError))
 
 
 def run(args, parser) -> int:

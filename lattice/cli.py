@@ -3,8 +3,10 @@ the TOML config file, and the one-line usage error."""
 from __future__ import annotations
 
 import argparse
+import sys
 import tomllib
 from pathlib import Path
+from typing import Callable
 
 from . import make_theory
 
@@ -71,3 +73,18 @@ def merge_config(args: argparse.Namespace, parser: argparse.ArgumentParser, path
             raise UsageError(f"config file {args.config}: unknown option {key!r}")
         if getattr(args, dest) is None:
             setattr(args, dest, Path(value) if dest in paths else value)
+
+
+def run_reporting_errors(prog: str, fn: Callable[[], int], interrupted: str,
+                         errors: tuple[type[BaseException], ...] = (ValueError, OSError)) -> int:
+    """Run a CLI's body: bad input (``errors``) becomes one line on stderr and exit status 2,
+    Ctrl-C a note on what was kept (``interrupted``) and exit status 130; never a traceback."""
+    try:
+        return fn()
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: {interrupted}", file=sys.stderr)
+        return 130
+    except errors as e:
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        print(f"{prog}: error: {msg}", file=sys.stderr)
+        return 2

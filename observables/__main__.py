@@ -14,6 +14,8 @@ import json
 import sys
 from pathlib import Path
 
+from lattice.cli import run_reporting_errors
+
 from .analysis import AGREE_Z, analyze, check_comparable, store, z_score
 from .stats import format_value_error
 
@@ -78,16 +80,13 @@ def print_compare(analyses, zs, verdicts) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    try:
+
+    def body() -> int:
         if args.skip < 0:
             raise ValueError(f"--skip must be >= 0, got {args.skip}")
-        if args.command == "measure":
-            return measure(args)
-        return compare(args)
-    except (ValueError, OSError, KeyError) as e:
-        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-        print(f"{parser.prog}: error: {msg}", file=sys.stderr)
-        return 2
+        return measure(args) if args.command == "measure" else compare(args)
+
+    return run_reporting_errors(parser.prog, body, "nothing was stored", errors=(ValueError, OSError, KeyError))
 
 
 def measure(args) -> int:

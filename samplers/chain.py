@@ -16,7 +16,6 @@ from typing import Protocol
 import numpy as np
 from tqdm import tqdm
 
-from .base import UpdateInfo
 
 
 @dataclass

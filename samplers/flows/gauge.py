@@ -51,7 +51,6 @@ from __future__ import annotations
 import math
 
 import torch
-from torch import nn
 
 from .base import Flow, Transform, UniformAnglePrior
 from .circular import circular_spline, circular_spline_inverse, spline_params, wrap

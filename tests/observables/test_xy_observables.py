@@ -1,6 +1,5 @@
 """XY observables: energy, magnetization, helicity modulus, vortices, spin correlator (PHYSICS.md),
 against the exact 2 x 2 ring, hand-built configurations and the symmetries of the model."""
-import math
 
 import numpy as np
 import pytest
