@@ -94,9 +94,10 @@ def fcos(x: float) -> float:
 
 @njit(cache=True)
 def sin_array(x: np.ndarray) -> np.ndarray:
-    out = np.empty_like(x)
-    xf = x.ravel()
-    of = out.ravel()
+    """fsin elementwise (a C-ordered result of x's shape)."""
+    out = np.empty(x.shape)
+    xf = np.ascontiguousarray(x).reshape(-1)
+    of = out.reshape(-1)
     for i in range(xf.size):
         of[i] = fsin(xf[i])
     return out
@@ -104,9 +105,10 @@ def sin_array(x: np.ndarray) -> np.ndarray:
 
 @njit(cache=True)
 def cos_array(x: np.ndarray) -> np.ndarray:
-    out = np.empty_like(x)
-    xf = x.ravel()
-    of = out.ravel()
+    """fcos elementwise (a C-ordered result of x's shape)."""
+    out = np.empty(x.shape)
+    xf = np.ascontiguousarray(x).reshape(-1)
+    of = out.reshape(-1)
     for i in range(xf.size):
         of[i] = fcos(xf[i])
     return out
@@ -122,6 +124,15 @@ def wrap_angle(x: float) -> float:
     elif y < -_PI_HI:
         y += _2PI_HI
     return y
+
+
+@njit(cache=True)
+def wrap_angles(q: np.ndarray) -> None:
+    """wrap_angle on every element of a C-contiguous array, in place."""
+    qf = q.reshape(-1)
+    for i in range(qf.size):
+        qf[i] = wrap_angle(qf[i])
+
 
 
 # --------------------------------------------------------------------------- exp
@@ -196,9 +207,10 @@ def fexp(x: float) -> float:
 
 @njit(cache=True)
 def exp_array(x: np.ndarray) -> np.ndarray:
-    out = np.empty_like(x)
-    xf = x.ravel()
-    of = out.ravel()
+    """fexp elementwise (a C-ordered result of x's shape)."""
+    out = np.empty(x.shape)
+    xf = np.ascontiguousarray(x).reshape(-1)
+    of = out.reshape(-1)
     for i in range(xf.size):
         of[i] = fexp(xf[i])
     return out

@@ -19,16 +19,11 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from lattice.fastmath import wrap_angles
 from lattice.rng import new_key, normals
 
 from .base import UpdateInfo, robbins_monro
 from .integrators import INTEGRATORS
-
-
-def wrap_angles(q: np.ndarray) -> None:
-    """q -> q mod 2 pi in [-pi, pi), in place."""
-    np.subtract(q, 2 * np.pi * np.floor((q + np.pi) / (2 * np.pi)), out=q)
-    q[q >= np.pi] -= 2 * np.pi
 
 
 @dataclass
