@@ -4,6 +4,7 @@
         --n-configs 5120 --every 10 --seed 1 --out data/phi4_L32_k0.21.h5
     python -m generate --config configs/xy_L16_b1.1.toml
     python -m generate --out data/phi4_L32_k0.21.h5 --resume --n-configs 10240
+    python -m generate --algorithm learned-mh --proposal runs/u1_L8_b2 --n-configs 20000 --out data/u1_flow.h5
 
 A thin layer over samplers.chain.run_chain; bad input ends with one line on stderr and exit 2.
 """
@@ -19,11 +20,15 @@ from lattice.cli import (UsageError, add_config_argument, add_theory_arguments, 
                          run_reporting_errors, theory_from_args, theory_identity)
 
 DEFAULTS = {"dim": 2, "algorithm": "hmc", "every": 1, "n_therm": 500, "seed": 0, "init": "hot",
-            "step_size": 0.1, "traj_length": 1.0, "jitter": 0.2, "integrator": "leapfrog", "delta": 0.5}
+            "step_size": 0.1, "traj_length": 1.0, "jitter": 0.2, "integrator": "leapfrog", "delta": 0.5,
+            "proposal_batch": 256, "device": "cpu", "proposal_dtype": "float64", "symmetrize": "none",
+            "local": "hmc", "local_per_proposal": 1}
+MODEL_ALGORITHMS = ("learned-mh", "hybrid", "model-samples")  # those that draw from a trained model
 # what must agree between a file and a --resume request
 IDENTITY = ("theory", "L", "dim", "kappa", "lam", "m2", "g", "beta", "algorithm", "seed", "every", "init")
 # sampler settings: a resumed chain continues with the file's own
-SAMPLER_FLAGS = ("step_size", "traj_length", "n_steps", "jitter", "integrator", "delta", "target_accept", "no_tune")
+SAMPLER_FLAGS = ("step_size", "traj_length", "n_steps", "jitter", "integrator", "delta", "target_accept", "no_tune",
+                 "proposal", "proposal_batch", "device", "proposal_dtype", "symmetrize", "local", "local_per_proposal")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,7 +37,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_argument(p)
     add_theory_arguments(p, DEFAULTS["dim"])
     a = p.add_argument_group("algorithm")
-    a.add_argument("--algorithm", choices=["metropolis", "hmc"], help=f"Markov-chain update [{DEFAULTS['algorithm']}]")
+    a.add_argument("--algorithm", choices=["metropolis", "hmc", *MODEL_ALGORITHMS],
+                   help="Markov-chain update; learned-mh: independence Metropolis-Hastings with a trained model "
+                   "as proposal (exact); hybrid: local updates alternating with learned-mh steps (exact); "
+                   "model-samples: the model's raw samples with log q and log p, for reweighting (not a chain "
+                   f"of the target) [{DEFAULTS['algorithm']}]")
     a.add_argument("--step-size", type=float, help=f"hmc: initial (or, with --no-tune, fixed) step size "
                    f"[{DEFAULTS['step_size']}]")
     a.add_argument("--traj-length", type=float, help=f"hmc: trajectory length [{DEFAULTS['traj_length']}]")
@@ -44,6 +53,21 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--delta", type=float, help=f"metropolis: initial (or fixed) proposal width [{DEFAULTS['delta']}]")
     a.add_argument("--target-accept", type=float, help="acceptance the tuning aims at [hmc 0.8, metropolis 0.5]")
     a.add_argument("--no-tune", action="store_true", default=None, help="keep the step size / width fixed")
+    m = p.add_argument_group("learned proposals (learned-mh, hybrid, model-samples)")
+    m.add_argument("--proposal", type=Path, help="run folder of a model trained by python -m train; the theory "
+                   "flags default to the model's")
+    m.add_argument("--proposal-batch", type=int, help=f"proposals drawn per model pass [{DEFAULTS['proposal_batch']}]")
+    m.add_argument("--device", help=f"torch device of the model, e.g. cuda [{DEFAULTS['device']}]")
+    m.add_argument("--threads", type=int, help="torch CPU threads of the model [torch's default]")
+    m.add_argument("--proposal-dtype", choices=["float64", "float32"], help="precision of the model's sampling "
+                   "and log q: float64 is exact; float32 is faster and only approximately exact "
+                   f"[{DEFAULTS['proposal_dtype']}]")
+    m.add_argument("--symmetrize", choices=["none", "z2"], help="phi4: propose from the exact mixture "
+                   f"(q(x) + q(-x)) / 2, restoring phi -> -phi symmetry [{DEFAULTS['symmetrize']}]")
+    m.add_argument("--local", choices=["hmc", "metropolis"], help="hybrid: the local update (its flags as "
+                   f"above) [{DEFAULTS['local']}]")
+    m.add_argument("--local-per-proposal", "--hmc-per-proposal", dest="local_per_proposal", type=int,
+                   help=f"hybrid: local updates before each learned-MH step [{DEFAULTS['local_per_proposal']}]")
     r = p.add_argument_group("run")
     r.add_argument("--n-configs", type=int, help="number of configurations to store (in total, with --resume)")
     r.add_argument("--every", type=int, help=f"updates (sweeps / trajectories) between stored configurations "
@@ -81,10 +105,30 @@ def merge_resume(args: argparse.Namespace, attrs: dict) -> None:
 
 def make_sampler(args):
     """The sampler the flags describe (defaults already filled in), and whether to tune it."""
+    from samplers import SAMPLERS, Hybrid
+
+    if args.algorithm in MODEL_ALGORITHMS:
+        if args.proposal is None:
+            raise UsageError(f"--algorithm {args.algorithm} needs --proposal RUN (a run folder of python -m train)")
+        if args.threads is not None:
+            import torch
+            torch.set_num_threads(max(1, args.threads))
+        proposal = {"path": str(args.proposal), "batch_size": args.proposal_batch, "device": args.device,
+                    "dtype": args.proposal_dtype, "seed": args.seed, "symmetrize": args.symmetrize}
+        if args.algorithm != "hybrid":
+            return SAMPLERS[args.algorithm](proposal), False
+        local, tune = make_local_sampler(args, args.local)
+        settings = {"algorithm": local.name, "settings": local.settings()}
+        return Hybrid(settings, proposal, args.local_per_proposal), tune
+    return make_local_sampler(args, args.algorithm)
+
+
+def make_local_sampler(args, algorithm: str):
+    """HMC or Metropolis as the flags describe, and whether to tune it."""
     from samplers import HMC, Metropolis
 
     tune = not args.no_tune
-    if args.algorithm == "metropolis":
+    if algorithm == "metropolis":
         target = 0.5 if args.target_accept is None else args.target_accept
         return Metropolis(delta=args.delta, target_accept=target), tune
     target = 0.8 if args.target_accept is None else args.target_accept
@@ -95,6 +139,29 @@ def make_sampler(args):
         tune, step = False, args.traj_length / args.n_steps
     return HMC(step_size=step, traj_length=args.traj_length, n_steps=args.n_steps or 0, jitter=args.jitter,
                integrator=args.integrator, target_accept=target), tune
+
+
+def theory_for(args, sampler):
+    """The chain's theory: from the flags, with the ones not given taken from the sampler's model
+    (if it has one); a model made for another theory or lattice is refused."""
+    from lattice.cli import PARAM_FLAGS
+
+    model = getattr(sampler, "proposal", None)
+    if model is not None:
+        mine = model.theory
+        if args.theory is None:
+            args.theory = mine.name
+        if args.L is None:
+            args.L = mine.shape[0]
+        if args.dim is None:
+            args.dim = len(mine.shape)
+        if args.theory == mine.name and all(getattr(args, k) is None for k in PARAM_FLAGS):
+            for k, v in mine.params().items():
+                setattr(args, k, v)
+    theory = theory_from_args(args)
+    if model is not None:
+        model.check_theory(theory)
+    return theory
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -111,7 +178,7 @@ def run(args, parser) -> int:
     from samplers.ensemble import (EnsembleWriter, attrs_of, create_ensemble, load_state, make_clean,
                                    open_ensemble, provenance)
 
-    merge_config(args, parser, paths=("out",))
+    merge_config(args, parser, paths=("out", "proposal"))
     if args.out is None:
         raise UsageError("--out is required (the HDF5 file to write)")
     out = args.out
@@ -124,17 +191,21 @@ def run(args, parser) -> int:
         with open_ensemble(out) as f:
             attrs = attrs_of(f)
         merge_resume(args, attrs)
+    if args.algorithm == "model-samples":
+        if args.n_therm:
+            raise UsageError("model-samples stores the model's own independent samples: no --n-therm")
+        args.n_therm = 0
     for key, value in DEFAULTS.items():
         if getattr(args, key) is None:
             setattr(args, key, value)
     if args.n_configs is None or args.n_configs < 1:
         raise UsageError("--n-configs must be given and >= 1")
-    theory = theory_from_args(args)
     if resuming:  # the file's sampler: initial settings, or the tuned ones once thermalized
         sampler = SAMPLERS[args.algorithm].from_settings(attrs["sampler_settings"])
         tune = bool(attrs["tuned"])
     else:
         sampler, tune = make_sampler(args)
+    theory = theory_for(args, sampler)
     sampler.check(theory)
     if args.every < 1:
         raise UsageError(f"--every must be >= 1, got {args.every}")
@@ -154,12 +225,20 @@ def run(args, parser) -> int:
     else:
         out.parent.mkdir(parents=True, exist_ok=True)
         state = ChainState.start(theory, args.seed, args.init)
+        state.sampler_state = sampler.get_state()
         attrs = {
             **theory_identity(theory), "config_shape": list(theory.config_shape),
             "algorithm": sampler.name, "sampler_settings": sampler.settings(), "tuned": int(tune),
             "seed": args.seed, "every": args.every, "n_therm": args.n_therm, "init": args.init,
             "n_configs": args.n_configs, **provenance(),
         }
+        model = getattr(sampler, "proposal", None)
+        if model is not None:
+            from samplers.proposal import checkpoint_file
+
+            attrs.update({"proposal_checkpoint": str(checkpoint_file(model.path).resolve()),
+                          "proposal_sha256": model.sha256, "proposal_model": model.model,
+                          "proposal_exact": int(model.dtype == "float64")})
         create_ensemble(out, attrs, theory.config_shape, sampler.diagnostics, state)
 
     quiet = args.quiet

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from lattice.cli import run_reporting_errors
 
-from .analysis import AGREE_Z, analyze, check_comparable, store, z_score
+from .analysis import AGREE_Z, RAW_MODEL, analyze, check_comparable, store, z_score
 from .stats import format_value_error
 
 
@@ -29,6 +29,9 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--skip", type=int, default=0, help="discard this many first configurations")
     common.add_argument("--select", help="only observables whose name matches this glob, e.g. 'W(*'")
     common.add_argument("--json", action="store_true", help="machine-readable output")
+    common.add_argument("--reweight", action="store_true", help="files of raw model samples (generate "
+                        "--algorithm model-samples): reweight to the target with w = exp(log p - log q) "
+                        "(ratio estimators, ESS reported); without it they give the model's own averages")
     m = sub.add_parser("measure", parents=[common], help="every observable of one file, stored into the file",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     m.add_argument("file", type=Path)
@@ -57,6 +60,17 @@ def print_measure(a) -> None:
         notes = ", ".join(a.flags.get(name, []))
         print(f"{name:<{w}}  {est}" + (f"   <- {notes}" if notes else ""))
     print("tau_int in units of measurements (x every = updates); short: chain < 50 tau_int, error unreliable")
+    print_reweighting(a)
+
+
+def print_reweighting(a) -> None:
+    if a.settings.get("reweighted"):
+        n = a.settings["n"]
+        print(f"reweighted to exp(-S) with w = exp(log p - log q): ESS/N = {a.settings['ess']:.3f} "
+              f"(ESS = {a.settings['ess'] * n:.0f} of {n})")
+    elif "reweighted" in a.settings:
+        print(f"note: {a.path} holds raw model samples: these are the model's averages, not the target's; "
+              "add --reweight")
 
 
 def print_compare(analyses, zs, verdicts) -> None:
@@ -90,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def measure(args) -> int:
-    a = analyze(args.file, S=args.S, skip=args.skip, select=args.select)
+    a = analyze(args.file, S=args.S, skip=args.skip, select=args.select, reweight=args.reweight)
     note = ""
     if not args.no_store:
         if a.attrs.get("status") == "complete":
@@ -106,13 +120,21 @@ def measure(args) -> int:
     return 0
 
 
+def _is_raw_model(path) -> bool:
+    from samplers.ensemble import attrs_of, open_ensemble
+
+    with open_ensemble(path) as f:
+        return attrs_of(f).get("algorithm") == RAW_MODEL
+
+
 def compare(args) -> int:
     if len(args.files) < 2:
         raise ValueError("compare needs at least two files")
     if args.plots is not None:
         from .plots import require_matplotlib
         require_matplotlib()
-    analyses = [analyze(f, S=args.S, skip=args.skip, select=args.select) for f in args.files]
+    analyses = [analyze(f, S=args.S, skip=args.skip, select=args.select,
+                        reweight=args.reweight and _is_raw_model(f)) for f in args.files]
     check_comparable(analyses)
     base = analyses[0]
     zs = [{}] + [{n: z_score(base.estimates[n], a.estimates[n]) if n in a.estimates else float("nan")
@@ -126,6 +148,8 @@ def compare(args) -> int:
                           "verdict": verdicts}, default=float))
     else:
         print_compare(analyses, zs, verdicts)
+        for a in analyses:
+            print_reweighting(a)
     if args.plots is not None:
         from .plots import comparison_plots
         written = comparison_plots(analyses, args.plots)

@@ -18,7 +18,10 @@ import numpy as np
 from lattice import __version__, theory_from_attrs
 from samplers.ensemble import EnsembleError, now, read_ensemble
 
+from samplers.weights import ess_fraction
+
 from . import theories
+from .derived import Derived
 from .stats import Estimate, ShortChainWarning, gamma_method, gamma_method_derived, stationarity
 
 AGREE_Z = 3.0  # compare: |z| below this agrees
@@ -48,12 +51,20 @@ def _same_theory_key(attrs: dict) -> tuple:
     return attrs["theory"], json.dumps(attrs["params"], sort_keys=True), tuple(attrs["shape"])
 
 
-def analyze(path: str | Path, S: float = 2.0, skip: int = 0, select: str | None = None) -> Analysis:
+WEIGHT = "__w"  # the weight series' key in reweighted estimates
+RAW_MODEL = "model-samples"  # the algorithm whose files hold a model's raw samples (reweightable)
+
+
+def analyze(path: str | Path, S: float = 2.0, skip: int = 0, select: str | None = None,
+            reweight: bool = False) -> Analysis:
     """Measure every observable of the file's theory on its configurations [skip:].
 
     S: Wolff's S_tau for the automatic window. select: a glob on observable names (e.g. "W(*").
     A primary whose first and second half disagree (|z| > 3) is flagged non-stationary; one whose
-    chain is shorter than ~50 tau_int is flagged short.
+    chain is shorter than ~50 tau_int is flagged short. reweight: a file of raw model samples
+    (``--algorithm model-samples``) is reweighted to the target with w = exp(log p - log q) from its
+    diagnostics (see ``estimate_all``); the weights' ESS/N goes into the settings. Other files are
+    chains of the target already and are never reweighted.
     """
     ens = read_ensemble(path, start=skip)
     n = len(ens.configs)
@@ -62,16 +73,38 @@ def analyze(path: str | Path, S: float = 2.0, skip: int = 0, select: str | None 
     theory = theory_from_attrs(ens.attrs)
     every = int(ens.attrs.get("every", 1))
     series = theories.primaries(ens.configs, theory)
-    estimates, kinds, flags = estimate_all(series, theory, S=S, every=every, select=select)
     settings = {"S": S, "skip": skip, "n": n, "every": every, "select": select or "*",
                 "analysed_at": now(), "version": __version__}
+    log_w = None
+    if ens.attrs.get("algorithm") == RAW_MODEL:
+        settings["reweighted"] = bool(reweight)
+        if reweight:
+            log_w = ens.diagnostics["log_p"] - ens.diagnostics["log_q"]
+            settings["ess"] = ess_fraction(log_w)
+    elif reweight:
+        raise EnsembleError(f"{path} is a chain of the target ({ens.attrs.get('algorithm')}); --reweight applies "
+                            f"to files of raw model samples (python -m generate --algorithm {RAW_MODEL})")
+    estimates, kinds, flags = estimate_all(series, theory, S=S, every=every, select=select, log_w=log_w)
     return Analysis(str(path), ens.attrs, estimates, kinds, flags, settings, series)
 
 
+def _reweighted(f, n_inputs: int):
+    """g(<w a_1>, ..., <w a_k>, <w>) = f(<w a_1>/<w>, ..., <w a_k>/<w>): f of reweighted means."""
+    def g(*means):
+        return f(*(m / means[n_inputs] for m in means[:n_inputs]))
+    return g
+
+
 def estimate_all(series: dict[str, np.ndarray], theory, S: float = 2.0, every: int = 1,
-                 select: str | None = None) -> tuple[dict, dict, dict]:
+                 select: str | None = None, log_w: np.ndarray | None = None) -> tuple[dict, dict, dict]:
     """Gamma-method estimates of every primary series and every derived quantity of the theory:
-    (estimates, kinds, flags) keyed by observable name, in display order."""
+    (estimates, kinds, flags) keyed by observable name, in display order.
+
+    With log_w (importance weights w = exp(log_w), e.g. log p - log q of model samples) every
+    quantity becomes a ratio estimator: <A>_w = <w A> / <w>, and a derived f(<A>, <B>, ...) is taken
+    at the reweighted means; the errors come from Gamma-method propagation through the ratio
+    (for independent samples this is the delta-method error of ``stats.weighted_mean``).
+    """
     wanted = (lambda name: True) if not select else (lambda name: fnmatch(name, select))
     estimates, kinds, flags = {}, {}, {}
 
@@ -83,19 +116,27 @@ def estimate_all(series: dict[str, np.ndarray], theory, S: float = 2.0, every: i
         if any(issubclass(w.category, ShortChainWarning) for w in caught):
             flags.setdefault(name, []).append("short")
 
-    for name, x in series.items():
-        if not wanted(name):
-            continue
-        record(name, lambda: gamma_method(x, S=S, every=every, name=name), "primary")
-        if np.std(x) > 0:
-            z, bad = stationarity(x, S=S)
-            if bad:
-                flags.setdefault(name, []).append(f"non-stationary (halves differ, z = {z:.1f})")
-    for d in theories.derived(theory):
-        if not wanted(d.name) or not all(k in series for k in d.inputs):
-            continue
+    derived = [d for d in theories.derived(theory) if wanted(d.name) and all(k in series for k in d.inputs)]
+    if log_w is not None:
+        log_w = np.asarray(log_w, dtype=np.float64)
+        data = {name: x * np.exp(log_w - np.max(log_w)) for name, x in series.items()}
+        data[WEIGHT] = np.exp(log_w - np.max(log_w))
+        for name in filter(wanted, series):
+            d = Derived(name, (name, WEIGHT), lambda a, w: a / w)
+            record(name, lambda: gamma_method_derived(d, data, S=S, every=every), "primary")
+        derived = [Derived(d.name, (*d.inputs, WEIGHT), _reweighted(d.f, len(d.inputs))) for d in derived]
+    else:
+        data = series
+        for name in filter(wanted, series):
+            x = series[name]
+            record(name, lambda: gamma_method(x, S=S, every=every, name=name), "primary")
+            if np.std(x) > 0:
+                z, bad = stationarity(x, S=S)
+                if bad:
+                    flags.setdefault(name, []).append(f"non-stationary (halves differ, z = {z:.1f})")
+    for d in derived:
         with np.errstate(all="ignore"):
-            record(d.name, lambda: gamma_method_derived(d, series, S=S, every=every), "derived")
+            record(d.name, lambda: gamma_method_derived(d, data, S=S, every=every), "derived")
     return estimates, kinds, flags
 
 

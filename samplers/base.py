@@ -9,20 +9,46 @@ A sampler is a small mutable dataclass holding its (tunable) settings, with
                                                    (compact: angle variables, widths <= pi)
     settings() -> dict                          -- its settings, stored in the file's attributes
     from_settings(dict)                         -- (classmethod) the sampler the settings describe
-Samplers see a theory only through its kernels (action, kick, metropolis_sweep).
+    get_state() -> np.ndarray, set_state(a)     -- what the chain state must carry besides the
+                                                   configuration (float64 numbers; empty for most)
+    report() -> dict                            -- figures for the run summary (e.g. proposal ESS),
+                                                   with an optional "warning" line
+Samplers see a theory only through its kernels (action, kick, metropolis_sweep) or, for learned
+proposals, through samplers/proposal.py.
 """
 from __future__ import annotations
 
 import math
 from typing import NamedTuple
 
+import numpy as np
+
 
 class UpdateInfo(NamedTuple):
     """accept: acceptance of this update (a rate for a sweep, 0/1 for a trajectory);
-    dH: energy violation H_final - H_initial of an HMC trajectory (NaN otherwise)."""
+    dH: energy violation H_final - H_initial of an HMC trajectory (NaN otherwise);
+    extra: further per-update diagnostics, by the names in the sampler's ``diagnostics``."""
 
     accept: float
     dH: float = math.nan
+    extra: dict | None = None
+
+    def diagnostic(self, name: str) -> float:
+        return self.dH if name == "dH" else self.extra[name]
+
+
+class Stateless:
+    """For samplers whose settings are all they carry between updates."""
+
+    def get_state(self) -> np.ndarray:
+        return np.zeros(0)
+
+    def set_state(self, state: np.ndarray) -> None:
+        if len(state):
+            raise ValueError(f"{self.name} carries no chain state, got {len(state)} numbers")
+
+    def report(self) -> dict:
+        return {}
 
 
 def robbins_monro(log_x: float, accept: float, target: float, k: int) -> float:

@@ -25,6 +25,7 @@ class ChainState:
     n_stored: int = 0
     n_updates: int = 0  # updates since the end of thermalization
     thermalized: bool = False
+    sampler_state: np.ndarray = field(default_factory=lambda: np.zeros(0))  # sampler.get_state()
 
     @classmethod
     def start(cls, theory, seed: int, init: str = "hot") -> "ChainState":
@@ -84,6 +85,7 @@ class RunSummary:
     compile_time: float
     settings: dict
     mean_exp_mdH: float = math.nan
+    report: dict = field(default_factory=dict)  # the sampler's own figures (sampler.report())
 
     @property
     def rate(self) -> float:
@@ -96,19 +98,36 @@ class RunSummary:
             f"time:           {self.wall_time:.2f} s sampling, {self.therm_time:.2f} s thermalization, "
             f"{self.compile_time:.2f} s compile/load",
             f"rate:           {self.rate:.1f} configs/s",
-            "settings:       " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                                          for k, v in self.settings.items()),
+            "settings:       " + _format_settings(self.settings),
         ]
         if math.isfinite(self.mean_exp_mdH):
             out.append(f"<exp(-dH)>:     {self.mean_exp_mdH:.4f}")
+        for k, v in self.report.items():
+            if k != "warning":
+                out.append(f"{k + ':':<15} {v:.4g}" if isinstance(v, float) else f"{k + ':':<15} {v}")
+        if "warning" in self.report:
+            out.append(f"WARNING:        {self.report['warning']}")
         return out
 
 
+def _format_settings(settings: dict) -> str:
+    def fmt(k, v):
+        if isinstance(v, dict):
+            return f"{k}=({_format_settings(v)})"
+        if k == "sha256":
+            return f"{k}={v[:12]}"
+        return f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+    return ", ".join(fmt(k, v) for k, v in settings.items())
+
+
 def warm_up(theory, sampler) -> float:
-    """Compile (or load from cache) the sampler's kernels on a throw-away copy; seconds taken."""
+    """Compile (or load from cache) the theory's kernels on a throw-away configuration; seconds taken.
+    (A local sampler is warmed up on a copy of itself; a model-based one is left alone: its first
+    update pays its own start-up.)"""
     t0 = time.perf_counter()
     q = np.ascontiguousarray(theory.random_config(np.random.default_rng(0)))
-    type(sampler).from_settings(sampler.settings()).update(theory, q, np.random.default_rng(0))
+    if not sampler.get_state().size:
+        type(sampler).from_settings(sampler.settings()).update(theory, q, np.random.default_rng(0))
     theory.action(q)
     return time.perf_counter() - t0
 
@@ -132,6 +151,8 @@ def run_chain(theory, sampler, state: ChainState, n_configs: int, every: int = 1
     writer = writer if writer is not None else MemoryWriter()
     compile_time = warm_up(theory, sampler)
     q = state.config
+    if state.sampler_state.size:
+        sampler.set_state(state.sampler_state)
 
     t0 = time.perf_counter()
     if not state.thermalized:
@@ -142,6 +163,7 @@ def run_chain(theory, sampler, state: ChainState, n_configs: int, every: int = 1
                 sampler.adapt(info, k, theory.compact)
         state.thermalized = True
     therm_time = time.perf_counter() - t0
+    state.sampler_state = sampler.get_state()
     writer.begin(state, sampler.settings())
 
     t0 = time.perf_counter()
@@ -161,13 +183,12 @@ def run_chain(theory, sampler, state: ChainState, n_configs: int, every: int = 1
         state.n_stored += 1
         acc_sum += acc
         n_acc += every
-        diag = {"accept": acc / every}
-        if "dH" in sampler.diagnostics:
-            diag["dH"] = info.dH
+        diag = {"accept": acc / every, **{name: info.diagnostic(name) for name in sampler.diagnostics}}
         writer.append(q, theory.action(q), diag)
         since_flush += 1
         now = time.perf_counter()
         if since_flush >= flush_configs or now - last_flush > flush_seconds or state.n_stored == n_configs:
+            state.sampler_state = sampler.get_state()
             writer.flush(state)
             last_flush, since_flush = now, 0
         bar.update(1)
@@ -183,6 +204,7 @@ def run_chain(theory, sampler, state: ChainState, n_configs: int, every: int = 1
         compile_time=compile_time,
         settings=sampler.settings(),
         mean_exp_mdH=float(np.mean(exp_mdH)) if exp_mdH else math.nan,
+        report=sampler.report(),
     )
     writer.finish(summary)
     return summary

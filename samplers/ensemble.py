@@ -7,6 +7,9 @@
     /state/config            the chain's configuration at the last flush (= the last stored one)
     /state/rng               (6,) uint64: the PCG64 state of the chain's generator at that point
     /state/counters          (3,) int64: n_stored, n_updates, thermalized
+    /state/sampler           (K,) float64: what the sampler carries besides the configuration
+                             (learned-mh: next proposal index, log q of the current
+                             configuration, its proposal index; K = 0 for HMC and Metropolis)
     attributes               theory, parameters, lattice, algorithm and tuned settings, seed,
                              provenance (program, version, git commit, host, user, command, times)
 
@@ -162,8 +165,10 @@ def read_ensemble(path: str | os.PathLike, start: int = 0, stop: int | None = No
 
 def load_state(f: h5py.File) -> ChainState:
     counters = f["state/counters"][...]
+    sampler = f["state/sampler"][...] if "sampler" in f["state"] else np.zeros(0)
     return ChainState(config=np.ascontiguousarray(f["state/config"][...]), rng=rng_from_array(f["state/rng"][...]),
-                      n_stored=int(counters[0]), n_updates=int(counters[1]), thermalized=bool(counters[2]))
+                      n_stored=int(counters[0]), n_updates=int(counters[1]), thermalized=bool(counters[2]),
+                      sampler_state=np.asarray(sampler, dtype=np.float64))
 
 
 # ---------------------------------------------------------------- writing
@@ -171,6 +176,8 @@ def _write_state(f: h5py.File, state: ChainState) -> None:
     f["state/config"][...] = state.config
     f["state/rng"][...] = rng_to_array(state.rng)
     f["state/counters"][...] = [state.n_stored, state.n_updates, int(state.thermalized)]
+    if state.sampler_state.size:
+        f["state/sampler"][...] = state.sampler_state
 
 
 def create_ensemble(path: Path, attrs: dict, config_shape: tuple, diagnostics: tuple[str, ...],
@@ -198,6 +205,7 @@ def create_ensemble(path: Path, attrs: dict, config_shape: tuple, diagnostics: t
         s.create_dataset("config", shape=config_shape, dtype="f8")
         s.create_dataset("rng", shape=(6,), dtype="u8")
         s.create_dataset("counters", shape=(3,), dtype="i8")
+        s.create_dataset("sampler", shape=state.sampler_state.shape, dtype="f8")
         _write_state(f, state)
     os.replace(tmp, path)
 
@@ -264,7 +272,7 @@ class EnsembleWriter:
             dset[n0:n1] = [b[1] if name == "action" else b[2][name] for b in self.buffer]
             dset.flush()
         _write_state(f, state)
-        for k in ("config", "rng", "counters"):
+        for k in f["state"]:
             f["state"][k].flush()
         f.flush()
         self.buffer.clear()
@@ -278,5 +286,6 @@ class EnsembleWriter:
             f.attrs["compile_time_s"] = summary.compile_time
             f.attrs["sampling_time_s"] = summary.wall_time
             f.attrs["acceptance"] = summary.acceptance
+            f.attrs["sampler_report"] = json.dumps(summary.report)
             for k, v in self.extra_end_attrs.items():
                 f.attrs[k] = v

@@ -22,12 +22,12 @@ import numpy as np
 from lattice.fastmath import wrap_angles
 from lattice.rng import new_key, normals
 
-from .base import UpdateInfo, robbins_monro
+from .base import Stateless, UpdateInfo, robbins_monro
 from .integrators import INTEGRATORS
 
 
 @dataclass
-class HMC:
+class HMC(Stateless):
     step_size: float = 0.1
     traj_length: float = 1.0
     integrator: str = "leapfrog"

@@ -15,11 +15,11 @@ import numpy as np
 
 from lattice.rng import new_key
 
-from .base import UpdateInfo, robbins_monro
+from .base import Stateless, UpdateInfo, robbins_monro
 
 
 @dataclass
-class Metropolis:
+class Metropolis(Stateless):
     delta: float = 0.5
     target_accept: float = 0.5
 

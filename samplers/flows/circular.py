@@ -174,24 +174,29 @@ class CircularSplineCoupling(Transform):
     spline plus a rotation, both conditioned on the frozen angles (see the module docstring)."""
 
     def __init__(self, shape: tuple[int, int], parity: int, hidden=(16, 16), kernel_size: int = 3,
-                 n_bins: int = 8, equivariant: bool = False):
+                 n_bins: int = 8, equivariant: bool = False, field: bool = False, head_kernel: int | None = None):
         super().__init__()
         self.shape = tuple(shape)
         self.n_bins = n_bins
         self.equivariant = equivariant
+        self.field = field
         i, j = torch.meshgrid(torch.arange(shape[0]), torch.arange(shape[1]), indexing="ij")
         active = ((i + j) % 2 == parity)
         self.register_buffer("active", active, persistent=False)
         self.register_buffer("active_idx", active.flatten().nonzero().squeeze(1), persistent=False)
-        if equivariant and (shape[0] % 2 or shape[1] % 2):
-            raise ValueError(f"the rotation-equivariant circular flow needs even lattice sizes, got {shape}; "
-                             "use equivariant=False")
-        self.net = conv_net(6 if equivariant else 2, 3 * n_bins + 1, hidden, kernel_size)
+        if (equivariant or field) and (shape[0] % 2 or shape[1] % 2):
+            what = "rotation-equivariant" if equivariant else "local-field"
+            raise ValueError(f"the {what} circular flow needs even lattice sizes, got {shape}; "
+                             "use equivariant=False, field=False")
+        n_in = {(False, False): 2, (True, False): 6, (False, True): 4, (True, True): 13}[(equivariant, field)]
+        self.net = conv_net(n_in, 3 * n_bins + 1, hidden, kernel_size, final_kernel_size=head_kernel)
 
     def _condition(self, x: torch.Tensor):
         """Spline parameters at the active sites (N, A, K) x3, rotation (N, A), and the reference
         angles (N, A) the active angles are measured from (None without equivariance)."""
-        if self.equivariant:
+        if self.field:
+            feats, ref = self._field_features(x)
+        elif self.equivariant:
             ref = torch.roll(x, -1, dims=1)  # theta_{x + e0}, frozen for every active x
             nbrs = (torch.roll(x, 1, dims=1), torch.roll(x, -1, dims=2), torch.roll(x, 1, dims=2))
             rel = [n - ref for n in nbrs]
@@ -203,6 +208,25 @@ class CircularSplineCoupling(Transform):
         out = self.net(feats).flatten(2)[:, :, self.active_idx].transpose(1, 2)  # (N, A, 3K+1)
         widths, heights, derivs = spline_params(out[..., :-1], self.n_bins)
         return widths, heights, derivs, out[..., -1], ref
+
+    def _field_features(self, x: torch.Tensor):
+        """Conditioner inputs and reference angles (N, A) of the local-field variant."""
+        c, s = torch.cos(x), torch.sin(x)
+        nbr = lambda t: (torch.roll(t, 1, 1), torch.roll(t, -1, 1), torch.roll(t, 1, 2), torch.roll(t, -1, 2))
+        hx, hy = sum(nbr(c)), sum(nbr(s))  # local field h_x = sum_n (cos, sin) theta_{x+n}
+        psi = torch.atan2(hy, hx)
+        frozen = ~self.active
+        if not self.equivariant:
+            feats = torch.stack((c * frozen, s * frozen, hx * self.active, hy * self.active), 1)
+        else:
+            kappa = torch.sqrt(hx * hx + hy * hy)
+            rel = [t - psi for t in nbr(x)]  # neighbours relative to the field direction
+            diag = [torch.roll(x, (-1, -1), (1, 2)) - x, torch.roll(x, (-1, 1), (1, 2)) - x]
+            feats = torch.cat([torch.stack([kappa] + [torch.cos(r) for r in rel] + [torch.sin(r) for r in rel], 1)
+                               * self.active,
+                               torch.stack([torch.cos(d) for d in diag] + [torch.sin(d) for d in diag], 1)
+                               * frozen], 1)
+        return feats, psi.flatten(1)[:, self.active_idx]
 
     def forward(self, z):
         widths, heights, derivs, rot, ref = self._condition(z)
@@ -231,7 +255,8 @@ class CircularSplineCoupling(Transform):
 
 
 def build(theory, n_layers: int = 8, hidden=(16, 16), kernel_size: int = 3, n_bins: int = 8,
-          equivariant: bool = False, dtype=torch.float32) -> Flow:
+          equivariant: bool = False, field: bool = False, head_kernel: int | None = None,
+          dtype=torch.float32) -> Flow:
     """Circular-spline coupling flow for the XY model on theory.config_shape (2D), uniform prior."""
     if theory.name not in THEORIES:
         raise ValueError(f"circular-flow is for {', '.join(THEORIES)}, not {theory.name}")
@@ -241,9 +266,10 @@ def build(theory, n_layers: int = 8, hidden=(16, 16), kernel_size: int = 3, n_bi
     hidden = tuple(int(h) for h in hidden)
     if isinstance(dtype, str):
         dtype = getattr(torch, dtype)
-    layers = [CircularSplineCoupling(shape, l % 2, hidden, kernel_size, n_bins, equivariant)
+    layers = [CircularSplineCoupling(shape, l % 2, hidden, kernel_size, n_bins, equivariant, field, head_kernel)
               for l in range(n_layers)]
     hyper = {"n_layers": n_layers, "hidden": list(hidden), "kernel_size": kernel_size, "n_bins": n_bins,
-             "equivariant": equivariant, "dtype": str(dtype).removeprefix("torch.")}
+             "equivariant": equivariant, "field": field, "head_kernel": head_kernel,
+             "dtype": str(dtype).removeprefix("torch.")}
     flow = Flow(UniformAnglePrior(shape), layers, theory, "circular-flow", hyper)
     return flow.to(dtype)

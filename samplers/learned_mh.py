@@ -1,0 +1,181 @@
+"""Independence Metropolis-Hastings with a learned proposal, and raw model samples.
+
+learned-mh (e.g. Albergo, Kanwar, Shanahan, PRD 100 (2019) 034515, sec. II C): the proposal x' is
+drawn from the model independently of the current x and accepted with probability
+
+    min(1, p(x') q(x) / (p(x) q(x'))) = min(1, exp(log w(x') - log w(x))),   log w = log p - log q,
+
+log p = -S (float64 Numba action), log q exact in float64 (samplers/proposal.py). The chain is
+exact whatever the model; a poor model only makes it stick. Proposals come in batches from a
+deterministic stream (one model pass per batch), the chain is sequential. One uniform is drawn
+from the chain's generator for every proposal, so the random stream does not depend on the
+outcome.
+
+model-samples: every update replaces the configuration by the next model sample (accept = 1): the
+raw, *biased* model distribution, for reweighting with w = p / q (``observables measure --reweight``).
+
+Per stored configuration the file gets log_q and log_p of that configuration and ``proposal``, the
+index of the proposal it came from (-1: not from the model, e.g. the start or a local update).
+A fresh chain starts at proposal 0 (``_start``), whatever --init says. The chain state adds three numbers (``get_state``): the next proposal's index, log q of the current
+configuration, and its proposal index, so a resumed chain continues bit for bit.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .base import UpdateInfo
+from .weights import ess_fraction
+
+# heavy-tail warning: the largest proposal weight w / mean(w) above which a chain that reaches that
+# configuration stays there for about that many updates
+STICK_RATIO = 100.0
+
+
+@dataclass
+class ProposalStats:
+    """What the run summary reports about the proposals of one invocation."""
+
+    log_w: list = field(default_factory=list)
+    n_accepted: int = 0
+    run: int = 0  # current run of consecutive rejections
+    longest_run: int = 0
+
+    def add(self, log_w: float, accepted: bool) -> None:
+        self.log_w.append(log_w)
+        if accepted:
+            self.n_accepted += 1
+            self.run = 0
+        else:
+            self.run += 1
+            self.longest_run = max(self.longest_run, self.run)
+
+    def report(self, mh: bool = True) -> dict:
+        lw = np.asarray(self.log_w, dtype=np.float64)
+        out: dict = {"proposals": int(lw.size)}
+        if lw.size == 0:
+            return out
+        finite = lw[np.isfinite(lw)]
+        out["proposal_ess"] = ess_fraction(lw)
+        out["var_log_w"] = float(np.var(finite)) if finite.size else math.nan
+        w = np.exp(finite - finite.max()) if finite.size else np.zeros(0)
+        ratio = float(w.max() / w.mean()) if w.size else math.inf
+        out["max_w_over_mean"] = ratio
+        if mh:
+            out["acceptance_mh"] = self.n_accepted / lw.size
+            out["longest_rejection_run"] = self.longest_run
+        if ratio > STICK_RATIO:
+            out["warning"] = (f"heavy tail of log w: the largest proposal weight is {ratio:.3g} x the mean "
+                              f"(var log w = {out['var_log_w']:.3g}); a chain that reaches such a configuration "
+                              f"sticks there for ~{ratio:.0f} updates: the model rarely proposes a region the "
+                              "target weights heavily. Check tau_int and the rejection runs, train longer, "
+                              "or use --algorithm hybrid")
+        return out
+
+
+class _ModelStream:
+    """The part learned-mh and model-samples share: the proposal, its stream position, stats."""
+
+    diagnostics = ("log_q", "log_p", "proposal")
+
+    def _init_stream(self, proposal: dict) -> None:
+        from .proposal import ModelProposal  # torch is imported only by chains that use a model
+
+        self.proposal = ModelProposal.from_settings(proposal)
+        self.next_index = 0
+        self.log_q_current = math.nan  # NaN: unknown, computed from the configuration when needed
+        self.origin = -1
+        self.stats = ProposalStats()
+
+    def check(self, theory) -> None:
+        self.proposal.check_theory(theory)
+
+    def adapt(self, info: UpdateInfo, k: int, compact: bool = False) -> None:
+        pass  # nothing to tune
+
+    def settings(self) -> dict:
+        return {"proposal": self.proposal.settings()}
+
+    def get_state(self) -> np.ndarray:
+        return np.array([self.next_index, self.log_q_current, self.origin], dtype=np.float64)
+
+    def set_state(self, state: np.ndarray) -> None:
+        self.next_index, self.log_q_current, self.origin = int(state[0]), float(state[1]), int(state[2])
+
+    def invalidate(self) -> None:
+        """The configuration was changed by something else (a local update): log q is unknown."""
+        self.log_q_current, self.origin = math.nan, -1
+
+    def _start(self, q: np.ndarray) -> None:
+        """A fresh chain starts at proposal 0, whatever configuration it was given: a start in a
+        region the model rarely reaches (e.g. a hot start) could hold an independence chain for
+        very long, since its weight p / q there can be huge."""
+        _, x, self.log_q_current = self._next_proposal()
+        q[...] = x
+        self.origin = 0
+
+    def _next_proposal(self):
+        i = self.next_index
+        x, log_q = self.proposal.proposal(i)
+        self.next_index += 1
+        return i, x, log_q
+
+
+class LearnedMH(_ModelStream):
+    """Independence Metropolis-Hastings with a trained model as the proposal."""
+
+    name = "learned-mh"
+
+    def __init__(self, proposal: dict):
+        self._init_stream(proposal)
+
+    def update(self, theory, q: np.ndarray, rng: np.random.Generator) -> UpdateInfo:
+        if self.next_index == 0:
+            self._start(q)
+        if math.isnan(self.log_q_current):
+            self.log_q_current = self.proposal.log_q(q)
+        log_w_current = -theory.action(q) - self.log_q_current
+        i, x, log_q = self._next_proposal()
+        log_p = -theory.action(x)
+        log_ratio = (log_p - log_q) - log_w_current
+        u = rng.random()
+        accept = log_ratio >= 0 or u < math.exp(log_ratio)  # NaN (a broken proposal) is rejected
+        self.stats.add(log_p - log_q, accept)
+        if accept:
+            q[...] = x
+            self.log_q_current, self.origin = log_q, i
+        return UpdateInfo(float(accept), extra={"log_q": self.log_q_current, "log_p": -theory.action(q),
+                                                "proposal": self.origin})
+
+    def report(self) -> dict:
+        return self.stats.report(mh=True)
+
+    @classmethod
+    def from_settings(cls, settings: dict) -> "LearnedMH":
+        return cls(settings["proposal"])
+
+
+class ModelSamples(_ModelStream):
+    """Independent draws of the model itself (not an exact chain: reweight with log w)."""
+
+    name = "model-samples"
+
+    def __init__(self, proposal: dict):
+        self._init_stream(proposal)
+
+    def update(self, theory, q: np.ndarray, rng: np.random.Generator) -> UpdateInfo:
+        i, x, log_q = self._next_proposal()
+        q[...] = x
+        log_p = -theory.action(q)
+        self.log_q_current, self.origin = log_q, i
+        self.stats.add(log_p - log_q, True)
+        return UpdateInfo(1.0, extra={"log_q": log_q, "log_p": log_p, "proposal": i})
+
+    def report(self) -> dict:
+        return self.stats.report(mh=False)
+
+    @classmethod
+    def from_settings(cls, settings: dict) -> "ModelSamples":
+        return cls(settings["proposal"])

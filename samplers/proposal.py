@@ -1,0 +1,169 @@
+"""The proposal interface: how the generator uses any learned model with an exact density.
+
+A learned model (a normalizing flow now; autoregressive and diffusion models later) implements
+
+    sample(n, generator) -> (x, log_q)   n configurations, batch first (PHYSICS.md layouts), and the
+                                         exact log-density log q(x) of the model at each, float64
+    log_q(x) -> log_q                    the same exact log-density at given configurations
+    theory                               the theory (and lattice) the model was made for
+
+(``samplers.flows.Flow`` does). Names of the log-densities, never in doubt about sign or direction:
+log q = the model's normalized log-density; log p = -S, the target's unnormalized log-density
+(the float64 Numba action of the theory); log w = log p - log q, the log importance weight.
+
+``ModelProposal`` wraps a trained model (a run folder of ``python -m train``) for the Markov chains
+of samplers/learned_mh.py and samplers/hybrid.py, with no model-specific code there:
+
+- exact densities in float64: by default the model runs in float64 for sampling and for log q, so
+  log q is the log-density of the very float64 map that produced x (a float32 model's samples
+  would not have exactly the density its float64 copy assigns to them). ``dtype="float32"`` is
+  offered for speed and is an approximation (labeled so in the file's settings);
+- a deterministic stream: proposal number i is entry i % B of batch i // B, whose prior draws come
+  from a torch generator seeded by (seed, i // B). A resumed chain regenerates the batch it stopped
+  in, so it continues bit for bit; the chain itself stays sequential;
+- ``symmetrize="z2"`` (phi^4 only): the exact mixture q_sym(x) = [q(x) + q(-x)] / 2, sampled by
+  drawing x ~ q and flipping its sign with probability 1/2; log q_sym needs one more pass (log q
+  at -x). This restores the phi -> -phi symmetry a RealNVP does not have, changing log q with it
+  (never a sign flip applied after sampling with the old log q).
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+SYMMETRIES = {"none": (), "z2": ("phi4",)}  # symmetrize option -> theories it applies to
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def checkpoint_file(path: str | os.PathLike) -> Path:
+    """The checkpoint of a run folder (or the file itself)."""
+    from .training import CHECKPOINT
+
+    path = Path(path)
+    return path / CHECKPOINT if path.is_dir() else path
+
+
+@dataclass
+class ModelProposal:
+    """Proposals from the trained model at ``path`` (run folder or checkpoint file).
+
+    path: the run folder; sha256: the checkpoint's hash ("" = take the file's, else it must match);
+    batch_size: proposals drawn per model pass; device: torch device; dtype: "float64" (exact) or
+    "float32" (approximate log q); seed: of the proposal stream; symmetrize: "none" or "z2".
+    """
+
+    path: str
+    sha256: str = ""
+    batch_size: int = 256
+    device: str = "cpu"
+    dtype: str = "float64"
+    seed: int = 0
+    symmetrize: str = "none"
+    model: str = field(default="", init=False)
+    theory: object = field(default=None, init=False, repr=False)
+
+    def __post_init__(self):
+        from .training import load_model
+
+        ckpt = checkpoint_file(self.path)
+        if not ckpt.exists():
+            raise ValueError(f"{self.path}: no trained model (no {ckpt.name})")
+        digest = file_sha256(ckpt)
+        if self.sha256 and digest != self.sha256:
+            raise ValueError(f"{ckpt} changed since the chain started (sha256 {digest[:12]} != "
+                             f"{self.sha256[:12]}); a chain continues only with the model it began with")
+        self.sha256 = digest
+        if self.batch_size < 1:
+            raise ValueError(f"--proposal-batch must be >= 1, got {self.batch_size}")
+        if self.dtype not in ("float32", "float64"):
+            raise ValueError(f"proposal dtype must be float32 or float64, got {self.dtype!r}")
+        try:
+            device = torch.device(self.device)
+        except RuntimeError:
+            raise ValueError(f"unknown --device {self.device!r}") from None
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"--device {self.device}: CUDA is not available on this machine")
+        self.net, info = load_model(ckpt, device=self.device)
+        self.net.to(dtype=getattr(torch, self.dtype)).eval()
+        self.model, self.theory = info["model"], self.net.theory
+        if self.symmetrize not in SYMMETRIES:
+            raise ValueError(f"unknown symmetrize {self.symmetrize!r}; choose from {', '.join(SYMMETRIES)}")
+        if self.symmetrize != "none" and self.theory.name not in SYMMETRIES[self.symmetrize]:
+            raise ValueError(f"symmetrize {self.symmetrize} is for {', '.join(SYMMETRIES[self.symmetrize])}, "
+                             f"not {self.theory.name}")
+        self._batch_index = -1
+        self._batch: tuple[np.ndarray, np.ndarray] | None = None
+
+    # ---------------------------------------------------------------- settings (what files store)
+    def settings(self) -> dict:
+        s = {k: v for k, v in asdict(self).items() if k not in ("model", "theory")}
+        s["path"] = str(self.path)
+        s["exact"] = self.dtype == "float64"
+        return s
+
+    @classmethod
+    def from_settings(cls, settings: dict) -> "ModelProposal":
+        return cls(**{k: v for k, v in settings.items() if k != "exact"})
+
+    # ---------------------------------------------------------------- densities
+    def _generator(self, batch: int) -> torch.Generator:
+        seed = int(np.random.SeedSequence([self.seed, batch]).generate_state(1, np.uint64)[0])
+        return torch.Generator(device=self.device).manual_seed(seed)
+
+    def _tensor(self, x: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(x, device=self.device, dtype=getattr(torch, self.dtype))
+
+    def _log_q_torch(self, x: torch.Tensor, log_q_x: torch.Tensor | None = None) -> torch.Tensor:
+        """log q (or log q_sym) at a batch x; log_q_x: log q(x) if already known."""
+        lq = self.net.log_q(x) if log_q_x is None else log_q_x
+        if self.symmetrize == "z2":
+            lq = torch.logaddexp(lq, self.net.log_q(-x)) - math.log(2.0)
+        return lq
+
+    def sample_batch(self, batch: int) -> tuple[np.ndarray, np.ndarray]:
+        """Batch number ``batch`` of the stream: configurations (B, *config_shape) float64 and log q."""
+        gen = self._generator(batch)
+        with torch.inference_mode():
+            x, lq = self.net.sample(self.batch_size, gen)
+            if self.symmetrize == "z2":  # q_sym(s x) = q_sym(x) = [q(x) + q(-x)] / 2 for either sign s
+                lq = self._log_q_torch(x, lq)
+                sign = torch.randint(0, 2, (self.batch_size,), generator=gen, device=x.device) * 2 - 1
+                x = x * sign.to(x.dtype).view(-1, *([1] * (x.dim() - 1)))
+        return (np.ascontiguousarray(x.detach().cpu().numpy(), dtype=np.float64),
+                lq.detach().cpu().numpy().astype(np.float64))
+
+    def proposal(self, index: int) -> tuple[np.ndarray, float]:
+        """Proposal number ``index`` of the stream and its exact log q (float64)."""
+        b, j = divmod(int(index), self.batch_size)
+        if b != self._batch_index:
+            self._batch = self.sample_batch(b)
+            self._batch_index = b
+        x, lq = self._batch
+        return x[j], float(lq[j])
+
+    def log_q(self, x: np.ndarray) -> float:
+        """Exact log q of one configuration (e.g. the current state of a chain, or a hot start)."""
+        with torch.inference_mode():
+            return float(self._log_q_torch(self._tensor(x)[None])[0])
+
+    def check_theory(self, theory) -> None:
+        """One-line refusal of a model made for another theory, coupling or lattice."""
+        if theory != self.theory:
+            mine = ", ".join(f"{k}={v}" for k, v in self.theory.params().items())
+            want = ", ".join(f"{k}={v}" for k, v in theory.params().items())
+            raise ValueError(f"the model in {self.path} is for {self.theory.name} ({mine}) on "
+                             f"{'x'.join(map(str, self.theory.shape))}, not {theory.name} ({want}) on "
+                             f"{'x'.join(map(str, theory.shape))}")
