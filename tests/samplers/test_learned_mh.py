@@ -126,3 +126,16 @@ def test_stats_warn_about_a_heavy_tail_of_log_w():
         stats.add(float(lw), False)
     r = stats.report()
     assert r["max_w_over_mean"] > STICK_RATIO and "heavy tail" in r["warning"]
+
+
+def test_reweighted_model_samples_reproduce_exact_u1_results(trained):
+    from observables.analysis import estimate_all
+
+    theory = U1((4, 4), BETA)
+    configs, diag, _ = chain(ModelSamples(proposal(trained("u1_L4_undertrained"))), theory, 8000, n_therm=0)
+    est, _, _ = estimate_all(primaries(configs, theory), theory, log_w=diag["log_p"] - diag["log_q"])
+    exact = {"P": u1_plaquette_torus(BETA, 16), "W(2,2)": u1_wilson_loop_torus(BETA, 16, 4),
+             "chi_t": u1_topological_susceptibility_torus(BETA, 16)}
+    for name, value in exact.items():
+        z = (est[name].value - value) / est[name].error
+        assert abs(z) < Z_MAX, f"{name}: {est[name]} vs {value:.5f}, z = {z:.2f}"

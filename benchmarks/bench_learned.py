@@ -1,0 +1,155 @@
+"""Learned proposals against HMC (issue 5): cost per effectively independent sample.
+
+For each case: train a model from the action (reverse KL) for a CPU-time budget, then generate the
+same number of configurations with HMC, learned-mh and hybrid (1 HMC trajectory per proposal)
+through ``python -m generate``, measure each with ``python -m observables``, and report
+
+    acceptance, tau_int of the slow observable (Q for U(1), M for phi^4, e for XY) in updates,
+    wall time of the generation (model loading, compilation and thermalization included),
+    cost per independent sample = wall x 2 tau_int / N, and the same with the training time added
+    (amortized over the N configurations),
+    and how many observables `observables compare` finds to DIFFER from HMC (|z| >= 3).
+
+Everything runs on one core (torch and Numba single-threaded), one process at a time, so the
+timings compare like with like.
+
+    PYTHONPATH=. python benchmarks/bench_learned.py [--cases u1_b2 u1_b4 u1_b6 phi4 xy] [--train-minutes 4]
+"""
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("NUMBA_NUM_THREADS", "1")
+
+import argparse
+import datetime
+import io
+import json
+import math
+import platform
+import time
+from contextlib import redirect_stdout
+from pathlib import Path
+
+import torch
+
+import generate
+from lattice import make_theory
+from observables.analysis import AGREE_Z, analyze, check_comparable, z_score
+from samplers.flows import build_model
+from samplers.training import OBJECTIVES, TrainConfig, train
+
+CASES = {  # name -> theory, model + hyperparameters, configurations, slow observable, extra generate flags
+    "u1_b2": dict(theory=("u1", 8, {"beta": 2.0}), model="gauge-flow", hyper={}, n=20000, obs="Q"),
+    "u1_b4": dict(theory=("u1", 8, {"beta": 4.0}), model="gauge-flow", hyper={}, n=20000, obs="Q"),
+    # HMC's tau_int(Q) is ~10^3 here: a long chain to measure it; hybrid (one model pass per update on a
+    # single configuration, ~7 ms) runs a tenth of it
+    "u1_b6": dict(theory=("u1", 8, {"beta": 6.0}), model="gauge-flow", hyper={}, n=200000, n_hybrid=20000, obs="Q"),
+    "phi4": dict(theory=("phi4", 8, {"m2": -4.0, "g": 8.0}), model="realnvp",
+                 hyper={"n_layers": 8, "hidden": (16, 16)}, n=20000, obs="M", flags=["--symmetrize", "z2"]),
+    "xy": dict(theory=("xy", 8, {"beta": 1.1}), model="circular-flow", hyper={}, n=20000, obs="e"),
+}
+ALGORITHMS = ("hmc", "learned-mh", "hybrid")
+
+
+def train_for(case: dict, minutes: float, run: Path, batch: int = 256, lr: float = 1e-3) -> dict:
+    """Reverse-KL training for about ``minutes`` of CPU time (step cost measured on 5 steps after
+    2 warm-up steps, then the step count fixed so the cosine schedule spans the budget)."""
+    name, L, params = case["theory"]
+    theory = make_theory(name, (L, L), **params)
+    torch.manual_seed(0)
+    probe = build_model(case["model"], theory, **case["hyper"])
+    opt = torch.optim.Adam(probe.parameters(), lr=lr)
+    gen = torch.Generator().manual_seed(0)
+    for i in range(7):
+        if i == 2:
+            t0 = time.process_time()
+        loss, _ = OBJECTIVES["reverse-kl"].loss(probe, batch, gen)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    steps = max(20, int(minutes * 60 / ((time.process_time() - t0) / 5)))
+    torch.manual_seed(0)
+    flow = build_model(case["model"], theory, **case["hyper"])
+    config = TrainConfig(model=case["model"], hyper=flow.hyper, steps=steps, batch_size=batch, lr=lr,
+                         checkpoint_every=steps, eval_batch=8192)
+    cpu0 = time.process_time()
+    summary = train(flow, config, run)
+    summary["train_cpu_s"] = time.process_time() - cpu0
+    return summary
+
+
+def run_generate(args: list[str]) -> float:
+    """Wall seconds of one `python -m generate` run (in process, its summary silenced)."""
+    t0 = time.perf_counter()
+    with redirect_stdout(io.StringIO()):
+        code = generate.main(args)
+    if code != 0:
+        raise RuntimeError(f"generate failed: {' '.join(args)}")
+    return time.perf_counter() - t0
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
+    ap.add_argument("--train-minutes", type=float, default=4.0, help="CPU-time budget of each model's training")
+    ap.add_argument("--n", type=int, help="configurations per algorithm (default: the case's)")
+    ap.add_argument("--out", type=Path, default=Path("data/bench_learned"))
+    ap.add_argument("--runs", type=Path, default=Path("runs/bench_learned"))
+    args = ap.parse_args(argv)
+    torch.set_num_threads(1)
+    print(f"Learned proposals vs HMC (issue 5), {datetime.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}; "
+          f"{platform.processor() or platform.machine()}, torch {torch.__version__}, 1 thread, "
+          f"training budget {args.train_minutes:g} CPU-minutes per model", flush=True)
+    rows = []
+    for cname in args.cases:
+        case = CASES[cname]
+        name, L, params = case["theory"]
+        n = args.n or case["n"]
+        run = args.runs / cname
+        summary = train_for(case, args.train_minutes, run)
+        train_s = summary["train_time_s"]
+        print(json.dumps({"case": cname, "train_s": train_s, "steps": summary["steps"], "ess": summary["ess"],
+                          "acceptance": summary["acceptance"]}), flush=True)
+        theory_flags = ["--theory", name, "--L", str(L), *[f"--{k}={v}" for k, v in params.items()]]
+        files = {}
+        for algo in ALGORITHMS:
+            out = args.out / f"{cname}_{algo}.h5"
+            n_algo = case.get("n_hybrid", n) if algo == "hybrid" and not args.n else n
+            flags = ["--algorithm", algo, "--n-configs", str(n_algo), "--seed", "1", "--out", str(out), "--overwrite",
+                     "--quiet", *theory_flags]
+            if algo != "hmc":
+                flags += ["--proposal", str(run), "--threads", "1", *case.get("flags", [])]
+            wall = run_generate(flags)
+            files[algo] = (out, wall, n_algo)
+        analyses = {algo: analyze(path) for algo, (path, _, _) in files.items()}
+        check_comparable(list(analyses.values()))
+        base = analyses["hmc"]
+        for algo, a in analyses.items():
+            est = a.estimates[case["obs"]]
+            tau = est.tau_int_updates
+            _, wall, n = files[algo]
+            n_differ = sum(abs(z_score(base.estimates[k], a.estimates[k])) >= AGREE_Z
+                           for k in base.estimates if k in a.estimates) if algo != "hmc" else 0
+            extra = 0.0 if algo == "hmc" else train_s
+            row = {"case": cname, "theory": f"{name} L={L} {params}", "algorithm": algo, "n": n,
+                   "acceptance": float(a.attrs.get("acceptance", math.nan)), "obs": case["obs"], "tau_int": tau,
+                   "tau_err": est.tau_int_error * est.every, "short": "short" in a.flags.get(case["obs"], []),
+                   "wall_s": wall, "train_s": extra, "cost_ms": 1e3 * wall * 2 * tau / n,
+                   "cost_total_ms": 1e3 * (wall + extra) * 2 * tau / n, "differ": n_differ,
+                   "model_ess": summary["ess"] if algo != "hmc" else math.nan}
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    print("\n| case | algorithm | N | acceptance | tau_int (updates) | wall s | cost ms / indep. | training s |"
+          " cost incl. training ms / indep. | vs HMC (incl. training) | DIFFER vs HMC |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    hmc_cost = {r["case"]: r["cost_total_ms"] for r in rows if r["algorithm"] == "hmc"}
+    for r in rows:
+        tau = f"{r['tau_int']:.3g} ± {r['tau_err']:.2g}" + (" (short)" if r["short"] else "")
+        print(f"| {r['theory']} ({r['obs']}) | {r['algorithm']} | {r['n']} | {r['acceptance']:.3f} | {tau} | "
+              f"{r['wall_s']:.1f} | {r['cost_ms']:.3g} | {r['train_s']:.0f} | {r['cost_total_ms']:.3g} | "
+              f"{hmc_cost[r['case']] / r['cost_total_ms']:.2g}x | {r['differ']} |")
+
+
+if __name__ == "__main__":
+    main()
