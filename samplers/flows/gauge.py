@@ -22,10 +22,21 @@ P(x - e_nu); frozen plaquettes contain no updated link. The layer
 
   1. computes all plaquettes, wraps them to [-pi, pi);
   2. feeds cos/sin of the frozen plaquettes (zero elsewhere) to a periodic CNN (nets.conv_net)
-     that gives, at every active plaquette, the parameters of an invertible circle map h;
+     that gives, at every active plaquette, the parameters of an invertible circle map h; with
+     ``passive_sum`` (the default) also cos/sin of the sum P(x) + P(x - e_nu) of each active
+     plaquette and its passive partner, placed at the active plaquette (zero elsewhere);
   3. maps active plaquettes P -> P' = h(P) and moves the updated link so that its active
      plaquette becomes P': theta_mu(x) += sign_mu (P' - P), sign_0 = +1, sign_1 = -1; the
      passive plaquette P(x - e_nu) absorbs the opposite change.
+
+Why the passive sum: the layer moves P(x) and P(x - e_nu) by opposite amounts, so their sum
+Sigma(x) = P(x) + P(x - e_nu) is invariant under the layer. Conditioning h on Sigma keeps the layer
+invertible (Sigma is the same before and after) and the Jacobian triangular (Sigma contains the
+updated link with coefficients +1 and -1, i.e. not at all, and no other updated link: the two other
+mu-links of the pair lie in rows off +- 1), while it tells the layer how to split Sigma between the two
+plaquettes: the ideal conditional exp(beta cos P + beta cos(Sigma - P)) is a function of Sigma. Without
+it a layer that concentrates its active plaquettes spreads their passive partners, which matters
+more the larger beta (our addition to Kanwar et al.; ``passive_sum=False`` gives their layer).
 
 Only gauge-invariant quantities (plaquettes mod 2 pi) enter h and the update, so the layer commutes
 with gauge transformations theta_mu(x) -> theta_mu(x) + alpha(x) - alpha(x + e_mu) (mod 2 pi).
@@ -151,19 +162,22 @@ PLAQ_MAPS = {"ncp": lambda n_mix, n_bins: NCPMixture(n_mix),
 class GaugeCoupling(Transform):
     """One gauge-equivariant coupling layer (mu, off); see the module docstring for the masks."""
 
-    def __init__(self, lattice_shape: tuple[int, int], mu: int, off: int, plaq_map, hidden, kernel_size):
+    def __init__(self, lattice_shape: tuple[int, int], mu: int, off: int, plaq_map, hidden, kernel_size,
+                 passive_sum: bool = True):
         super().__init__()
         self.mu, self.off = int(mu), int(off)
         self.nu = 1 - self.mu
         self.sign = 1.0 if self.mu == 0 else -1.0
         self.plaq_map = plaq_map
-        self.net = conv_net(2, plaq_map.n_params, tuple(hidden), kernel_size, final_zero=True)
+        self.passive_sum = bool(passive_sum)
+        self.net = conv_net(4 if passive_sum else 2, plaq_map.n_params, tuple(hidden), kernel_size, final_zero=True)
         L_nu = lattice_shape[self.nu]
         r = torch.arange(L_nu) % PERIOD
         frozen = ((r == (self.off + 1) % PERIOD) | (r == (self.off + 2) % PERIOD)).float()
         shape = [1, 1, 1]
         shape[1 + self.nu] = L_nu  # (1, L0, 1) or (1, 1, L1)
         self.register_buffer("frozen", frozen.reshape(shape), persistent=False)
+        self.register_buffer("active", (r == self.off).float().reshape(shape), persistent=False)
 
     def _active(self, a: torch.Tensor) -> torch.Tensor:
         """The active rows of a (..., L0, L1) tensor (x_nu % 4 == off)."""
@@ -172,7 +186,12 @@ class GaugeCoupling(Transform):
     def _couple(self, x: torch.Tensor, inverse: bool) -> tuple[torch.Tensor, torch.Tensor]:
         p = wrap(plaquettes(x))
         fz = self.frozen.to(p.dtype)
-        cond = torch.stack((torch.cos(p) * fz, torch.sin(p) * fz), dim=1)
+        feats = [torch.cos(p) * fz, torch.sin(p) * fz]
+        if self.passive_sum:  # Sigma(x) = P(x) + P(x - e_nu), invariant under this layer
+            sigma = p + torch.roll(p, 1, dims=1 + self.nu)
+            act = self.active.to(p.dtype)
+            feats += [torch.cos(sigma) * act, torch.sin(sigma) * act]
+        cond = torch.stack(feats, dim=1)
         params = self._active(self.net(cond)).movedim(1, -1)      # (N, ., ., C)
         pa = self._active(p)
         fn = self.plaq_map.inverse if inverse else self.plaq_map.forward
@@ -194,11 +213,12 @@ class GaugeCoupling(Transform):
 
 
 def build(theory, n_layers: int = 16, hidden=(8, 8), kernel_size: int = 3, plaq_map: str = "spline",
-          n_mix: int = 4, n_bins: int = 8, dtype=torch.float32) -> Flow:
+          n_mix: int = 4, n_bins: int = 8, passive_sum: bool = True, dtype=torch.float32) -> Flow:
     """Gauge-equivariant flow for theory (U(1) on L0 x L1, both multiples of 4): uniform (Haar)
     prior, n_layers coupling layers (mu = i % 2, off = (i // 2) % 4), conditioner CNNs with
     ``hidden`` channels and ``kernel_size``, plaquette maps ``plaq_map`` in {"ncp", "spline"}
-    (n_mix NCP components, or n_bins spline bins)."""
+    (n_mix NCP components, or n_bins spline bins), conditioned also on the active + passive
+    plaquette sum with ``passive_sum`` (module docstring)."""
     if theory.name not in THEORIES:
         raise ValueError(f"gauge-flow is for {', '.join(THEORIES)}, not {theory.name}")
     shape = tuple(theory.shape)
@@ -209,9 +229,9 @@ def build(theory, n_layers: int = 16, hidden=(8, 8), kernel_size: int = 3, plaq_
     if n_layers < 1:
         raise ValueError(f"n_layers = {n_layers} < 1")
     hidden = tuple(int(h) for h in hidden)
-    layers = [GaugeCoupling(shape, i % 2, (i // 2) % PERIOD, PLAQ_MAPS[plaq_map](n_mix, n_bins), hidden, kernel_size)
-              for i in range(n_layers)]
+    layers = [GaugeCoupling(shape, i % 2, (i // 2) % PERIOD, PLAQ_MAPS[plaq_map](n_mix, n_bins), hidden, kernel_size,
+                            passive_sum) for i in range(n_layers)]
     hyper = {"n_layers": int(n_layers), "hidden": list(hidden), "kernel_size": int(kernel_size),
-             "plaq_map": plaq_map, "n_mix": int(n_mix), "n_bins": int(n_bins)}
+             "plaq_map": plaq_map, "n_mix": int(n_mix), "n_bins": int(n_bins), "passive_sum": bool(passive_sum)}
     flow = Flow(UniformAnglePrior(theory.config_shape), layers, theory, "gauge-flow", hyper)
     return flow.to(dtype)
