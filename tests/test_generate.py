@@ -1,27 +1,20 @@
 """python -m generate: the file it writes, resume and kill-safety, and bad input."""
-import os
-import signal
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
 
 import generate
-from samplers.ensemble import open_ensemble, read_ensemble
+from samplers.ensemble import read_ensemble
+from tests import cli
+from tests.cli import generate_then_kill
 
-ROOT = Path(__file__).resolve().parent.parent
 U1_SMALL = ["--theory", "u1", "--L", "4", "--beta", "2", "--algorithm", "hmc", "--n-therm", "20", "--quiet"]
 
 
 def run_cli(*args):
-    """Run the CLI in a subprocess; (exit code, stdout, stderr)."""
-    p = subprocess.run([sys.executable, "-m", "generate", *map(str, args)], cwd=ROOT, capture_output=True,
-                       text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=300)
-    return p.returncode, p.stdout, p.stderr
+    """python -m generate in a subprocess; (exit code, stdout, stderr)."""
+    return cli.run_cli("generate", *args)
 
 
 def test_writes_ensemble_with_configs_diagnostics_and_provenance(tmp_path):
@@ -81,20 +74,7 @@ def test_killed_run_keeps_its_configs_and_resumes_to_the_same_chain(tmp_path, al
     assert run_cli(*args, "--n-configs", n, "--out", reference)[0] == 0
 
     killed = tmp_path / "killed.h5"
-    proc = subprocess.Popen([sys.executable, "-m", "generate", *args, "--n-configs", str(n), "--out", str(killed)],
-                            cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
-    deadline = time.time() + 120
-    stored = 0
-    while time.time() < deadline and stored < 200:  # wait until a few flushes have landed
-        time.sleep(0.01)
-        if killed.exists():
-            try:
-                with open_ensemble(killed) as f:
-                    stored = int(f["state/counters"][0])
-            except Exception:
-                pass
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    stored = generate_then_kill([*args, "--n-configs", n], killed, min_stored=200)
     assert 0 < stored < n, "the run finished (or never flushed) before it could be killed"
 
     e = read_ensemble(killed)  # the killed file opens and holds every flushed configuration

@@ -1,12 +1,6 @@
 """python -m generate with learned proposals (learned-mh, hybrid, model-samples): files, resume,
 kill-safety, bad input; python -m observables measure --reweight."""
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import h5py
 import numpy as np
@@ -14,17 +8,11 @@ import pytest
 
 import generate
 from observables.__main__ import main as observables_main
-from samplers.ensemble import open_ensemble, read_ensemble
+from samplers.ensemble import read_ensemble
 from samplers.proposal import checkpoint_file
+from tests.cli import generate_then_kill, run_cli
 
-ROOT = Path(__file__).resolve().parent.parent
 QUIET = ["--quiet", "--threads", "1"]
-
-
-def run_cli(module, *args):
-    p = subprocess.run([sys.executable, "-m", module, *map(str, args)], cwd=ROOT, capture_output=True, text=True,
-                       env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=300)
-    return p.returncode, p.stdout, p.stderr
 
 
 def test_learned_mh_file_records_the_model_and_per_configuration_densities(trained, tmp_path):
@@ -62,19 +50,7 @@ def test_killed_learned_mh_run_resumes_to_the_same_chain(trained, tmp_path):
     reference = tmp_path / "reference.h5"
     assert run_cli("generate", *args, "--n-configs", n, "--out", reference)[0] == 0
     killed = tmp_path / "killed.h5"
-    proc = subprocess.Popen([sys.executable, "-m", "generate", *map(str, args), "--n-configs", str(n),
-                             "--out", str(killed)], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
-    deadline, stored = time.time() + 120, 0
-    while time.time() < deadline and stored < 300:
-        time.sleep(0.01)
-        if killed.exists():
-            try:
-                with open_ensemble(killed) as f:
-                    stored = int(f["state/counters"][0])
-            except Exception:
-                pass
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    stored = generate_then_kill([*args, "--n-configs", n], killed, min_stored=300)
     assert 0 < stored < n, "the run finished (or never flushed) before it could be killed"
     code, _, err = run_cli("generate", "--resume", "--out", killed, "--n-configs", n, "--quiet")
     assert code == 0, err
