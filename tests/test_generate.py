@@ -169,5 +169,7 @@ def test_help_lists_every_option():
     code, stdout, _ = run_cli("--help")
     assert code == 0
     for flag in ("--theory", "--L", "--kappa", "--lam", "--m2", "--g", "--beta", "--algorithm", "--integrator",
-                 "--n-configs", "--every", "--n-therm", "--seed", "--out", "--resume", "--overwrite", "--config"):
+                 "--n-configs", "--every", "--n-therm", "--seed", "--out", "--resume", "--overwrite", "--config",
+                 "learned-mh", "hybrid", "model-samples", "--proposal", "--proposal-batch", "--proposal-dtype",
+                 "--device", "--threads", "--symmetrize", "--local", "--hmc-per-proposal"):
         assert flag in stdout
