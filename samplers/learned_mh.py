@@ -67,10 +67,11 @@ class ProposalStats:
             out["acceptance_mh"] = self.n_accepted / lw.size
             out["longest_rejection_run"] = self.longest_run
         if ratio > STICK_RATIO:
+            what = (f"a chain that reaches such a configuration sticks there for ~{ratio:.0f} updates"
+                    if mh else "a few samples dominate reweighted averages")
             out["warning"] = (f"heavy tail of log w: the largest proposal weight is {ratio:.3g} x the mean "
-                              f"(var log w = {out['var_log_w']:.3g}); a chain that reaches such a configuration "
-                              f"sticks there for ~{ratio:.0f} updates: the model rarely proposes a region the "
-                              "target weights heavily. Check tau_int and the rejection runs, train longer, "
+                              f"(var log w = {out['var_log_w']:.3g}); {what}: the model rarely proposes a "
+                              "region the target weights heavily. Check tau_int and the ESS, train longer, "
                               "or use --algorithm hybrid")
         return out
 
