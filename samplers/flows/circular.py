@@ -33,7 +33,9 @@ Checkerboard masks alternate between layers (layer l updates the sites with (i +
 The conditioner is ``nets.conv_net`` (circular padding) on the frozen angles given as two channels
 (cos theta, sin theta), zero on the active sites (or, in the equivariant variant below, on
 relative angles of the frozen neighbours as cos/sin), so it is 2 pi-periodic in every input angle. Its
-3K + 1 output channels at an active site are the spline parameters and the rotation phi there.
+3K + 1 output channels at an active site are the spline parameters and the rotation phi there;
+``head_kernel=1`` makes the output layer a 1x1 convolution (the hidden layers keep kernel_size),
+which roughly halves the cost of a layer, since the wide 3K + 1 channel output dominates it.
 
 Symmetries
 ----------
@@ -46,9 +48,24 @@ Symmetries
   T(x + alpha) = T(x) + alpha and log q(x + alpha) = log q(x), like the XY action; the layer is
   smooth everywhere (no reference direction that can become undefined) and local, so the
   translation symmetry survives.
-  With ``equivariant=False`` (the default) the flow has no rotation symmetry. (In short reverse-KL
-  runs on 4x4 at beta = 1 the plain variant reached a higher ESS; the equivariant one is kept as an
-  option for longer runs.)
+- with ``frame=True`` also global rotations, by a global reference frame instead of local
+  references: one site, the origin o = (0, 0), is never transformed, and every layer acts on the
+  angles relative to it, x' = theta_o + wrap(f(wrap(x - theta_o)) + phi), with a conditioner that
+  sees cos, sin of theta_y - theta_o at the frozen sites y plus a one-hot channel marking o (so
+  it knows where the reference is). Writing theta = theta_o + phi, the uniform prior factorizes
+  into a uniform theta_o and a uniform phi on the other V - 1 sites (a shear of the torus, volume
+  preserving), and the flow is an ordinary non-equivariant coupling flow on phi; so
+  T(x + alpha) = T(x) + alpha and log q(x + alpha) = log q(x) exactly, and the global angle is
+  exactly uniform under the model, as under the XY action. The price is the translation symmetry
+  (o is a special site); the target's distribution of phi is not translation invariant either.
+  Why it matters: without a built-in rotation symmetry, reverse-KL training collapses the global
+  angle (8x8, beta = 1: the model's magnetization angle covered about a third of the circle), and
+  the missing angles give rare huge weights, i.e. a small ESS even when var(log w) is small.
+  (The same idea as fixing the gauge of one link / factoring out a zero mode of the target; cf.
+  the discussion of symmetries in Kanwar et al., PRL 125 (2020) 121601.)
+- with ``equivariant=False, frame=False`` the flow has no rotation symmetry.
+  (Reverse KL on 8x8 at beta = 1, 4 CPU-minutes: the plain flow reached ESS/N 0.012, the local
+  ``equivariant=True`` one 0.0001 (it learns much more slowly); see benchmarks/RESULTS.md.)
 - not built in: the reflection theta -> -theta, lattice rotations and reflections.
 """
 from __future__ import annotations
@@ -174,28 +191,36 @@ class CircularSplineCoupling(Transform):
     spline plus a rotation, both conditioned on the frozen angles (see the module docstring)."""
 
     def __init__(self, shape: tuple[int, int], parity: int, hidden=(16, 16), kernel_size: int = 3,
-                 n_bins: int = 8, equivariant: bool = False, field: bool = False, head_kernel: int | None = None):
+                 n_bins: int = 8, equivariant: bool = False, head_kernel: int | None = None, frame: bool = False):
         super().__init__()
         self.shape = tuple(shape)
         self.n_bins = n_bins
         self.equivariant = equivariant
-        self.field = field
+        self.frame = frame
+        if frame and equivariant:
+            raise ValueError("frame=True and equivariant=True exclude each other (two kinds of rotation symmetry)")
         i, j = torch.meshgrid(torch.arange(shape[0]), torch.arange(shape[1]), indexing="ij")
         active = ((i + j) % 2 == parity)
+        if frame:
+            active[0, 0] = False  # the reference site is never transformed
+            self.register_buffer("origin", (i == 0) & (j == 0), persistent=False)
         self.register_buffer("active", active, persistent=False)
         self.register_buffer("active_idx", active.flatten().nonzero().squeeze(1), persistent=False)
-        if (equivariant or field) and (shape[0] % 2 or shape[1] % 2):
-            what = "rotation-equivariant" if equivariant else "local-field"
-            raise ValueError(f"the {what} circular flow needs even lattice sizes, got {shape}; "
-                             "use equivariant=False, field=False")
-        n_in = {(False, False): 2, (True, False): 6, (False, True): 4, (True, True): 13}[(equivariant, field)]
+        if equivariant and (shape[0] % 2 or shape[1] % 2):
+            raise ValueError(f"the rotation-equivariant circular flow needs even lattice sizes, got {shape}; "
+                             "use equivariant=False")
+        n_in = 3 if frame else 6 if equivariant else 2
         self.net = conv_net(n_in, 3 * n_bins + 1, hidden, kernel_size, final_kernel_size=head_kernel)
 
     def _condition(self, x: torch.Tensor):
         """Spline parameters at the active sites (N, A, K) x3, rotation (N, A), and the reference
         angles (N, A) the active angles are measured from (None without equivariance)."""
-        if self.field:
-            feats, ref = self._field_features(x)
+        if self.frame:
+            ref = x[:, :1, :1]  # theta at the origin: the frame's reference angle
+            rel = x - ref
+            feats = torch.stack((torch.cos(rel) * ~self.active, torch.sin(rel) * ~self.active,
+                                 self.origin.to(x.dtype).expand_as(x)), 1)
+            ref = ref.flatten(1)
         elif self.equivariant:
             ref = torch.roll(x, -1, dims=1)  # theta_{x + e0}, frozen for every active x
             nbrs = (torch.roll(x, 1, dims=1), torch.roll(x, -1, dims=2), torch.roll(x, 1, dims=2))
@@ -208,25 +233,6 @@ class CircularSplineCoupling(Transform):
         out = self.net(feats).flatten(2)[:, :, self.active_idx].transpose(1, 2)  # (N, A, 3K+1)
         widths, heights, derivs = spline_params(out[..., :-1], self.n_bins)
         return widths, heights, derivs, out[..., -1], ref
-
-    def _field_features(self, x: torch.Tensor):
-        """Conditioner inputs and reference angles (N, A) of the local-field variant."""
-        c, s = torch.cos(x), torch.sin(x)
-        nbr = lambda t: (torch.roll(t, 1, 1), torch.roll(t, -1, 1), torch.roll(t, 1, 2), torch.roll(t, -1, 2))
-        hx, hy = sum(nbr(c)), sum(nbr(s))  # local field h_x = sum_n (cos, sin) theta_{x+n}
-        psi = torch.atan2(hy, hx)
-        frozen = ~self.active
-        if not self.equivariant:
-            feats = torch.stack((c * frozen, s * frozen, hx * self.active, hy * self.active), 1)
-        else:
-            kappa = torch.sqrt(hx * hx + hy * hy)
-            rel = [t - psi for t in nbr(x)]  # neighbours relative to the field direction
-            diag = [torch.roll(x, (-1, -1), (1, 2)) - x, torch.roll(x, (-1, 1), (1, 2)) - x]
-            feats = torch.cat([torch.stack([kappa] + [torch.cos(r) for r in rel] + [torch.sin(r) for r in rel], 1)
-                               * self.active,
-                               torch.stack([torch.cos(d) for d in diag] + [torch.sin(d) for d in diag], 1)
-                               * frozen], 1)
-        return feats, psi.flatten(1)[:, self.active_idx]
 
     def forward(self, z):
         widths, heights, derivs, rot, ref = self._condition(z)
@@ -254,22 +260,32 @@ class CircularSplineCoupling(Transform):
         return out.view_as(x), ld.to(torch.float64).sum(1)
 
 
-def build(theory, n_layers: int = 8, hidden=(16, 16), kernel_size: int = 3, n_bins: int = 8,
-          equivariant: bool = False, field: bool = False, head_kernel: int | None = None,
+def build(theory, n_layers: int = 8, hidden=(16, 16), kernel_size: int = 5, n_bins: int = 8,
+          equivariant: bool = False, head_kernel: int | None = 1, frame: bool | None = None,
           dtype=torch.float32) -> Flow:
-    """Circular-spline coupling flow for the XY model on theory.config_shape (2D), uniform prior."""
+    """Circular-spline coupling flow for the XY model on theory.config_shape (2D), uniform prior.
+
+    Defaults (the best of the 8x8, beta = 1 reverse-KL screening, benchmarks/RESULTS.md): 8 layers,
+    conditioners with hidden (16, 16) channels and 5x5 kernels (receptive field 9x9) and a 1x1
+    output head (``head_kernel``; None: kernel_size), 8 spline bins, and the global-rotation frame
+    (``frame=None`` means frame = not equivariant); ``frame=False, kernel_size=3, head_kernel=None``
+    is the original translation-equivariant plain flow (checkpoints written before these options
+    existed store kernel_size but neither frame nor head_kernel: rebuild them with those values). Lattice sides must be at least kernel_size // 2
+    (circular padding wraps at most once)."""
     if theory.name not in THEORIES:
         raise ValueError(f"circular-flow is for {', '.join(THEORIES)}, not {theory.name}")
     shape = tuple(theory.config_shape)
     if len(shape) != 2:
         raise ValueError(f"circular-flow needs a 2D lattice, got shape {shape}")
     hidden = tuple(int(h) for h in hidden)
+    if frame is None:
+        frame = not equivariant
     if isinstance(dtype, str):
         dtype = getattr(torch, dtype)
-    layers = [CircularSplineCoupling(shape, l % 2, hidden, kernel_size, n_bins, equivariant, field, head_kernel)
+    layers = [CircularSplineCoupling(shape, l % 2, hidden, kernel_size, n_bins, equivariant, head_kernel, frame)
               for l in range(n_layers)]
     hyper = {"n_layers": n_layers, "hidden": list(hidden), "kernel_size": kernel_size, "n_bins": n_bins,
-             "equivariant": equivariant, "field": field, "head_kernel": head_kernel,
-             "dtype": str(dtype).removeprefix("torch.")}
+             "equivariant": equivariant, "head_kernel": head_kernel,
+             "frame": bool(frame), "dtype": str(dtype).removeprefix("torch.")}
     flow = Flow(UniformAnglePrior(shape), layers, theory, "circular-flow", hyper)
     return flow.to(dtype)

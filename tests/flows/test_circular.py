@@ -90,10 +90,23 @@ def test_identity_at_init():
     assert torch.allclose(lq, torch.full_like(lq, -16 * math.log(2 * math.pi)))
 
 
-@pytest.mark.parametrize("equivariant", [False, True])
-def test_flow_roundtrip_and_full_jacobian(equivariant):
+VARIANTS = {"plain": {"frame": False, "kernel_size": 3, "head_kernel": None},
+            "equivariant": {"equivariant": True},
+            "frame": {"frame": True, "kernel_size": 3, "head_kernel": None}, "default": {}}
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_variant_identity_at_init(variant):
+    flow = build(XY((4, 4), 1.0), **VARIANTS[variant])
+    z = flow.prior.sample(64, torch.Generator().manual_seed(0))
+    x, ld = flow(z)
+    assert angle_err(x, z) < 1e-6 and ld.abs().max().item() < 1e-5
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_flow_roundtrip_and_full_jacobian(variant):
     theory = XY((2, 4), 1.0)
-    flow = perturb(build(theory, n_layers=4, hidden=(8,), equivariant=equivariant, dtype=torch.float64), 0.1)
+    flow = perturb(build(theory, n_layers=4, hidden=(8,), dtype=torch.float64, **VARIANTS[variant]), 0.1)
     z = flow.prior.sample(6, torch.Generator().manual_seed(1))
     x, ld = flow(z)
     zb, ldb = flow.inverse(x)
@@ -103,10 +116,10 @@ def test_flow_roundtrip_and_full_jacobian(equivariant):
     assert torch.allclose(brute, ld, atol=1e-9)
 
 
-@pytest.mark.parametrize("equivariant", [False, True])
-def test_translation_equivariance_by_two(equivariant):
-    flow = perturb(build(XY((4, 6), 1.0), n_layers=4, hidden=(8,), equivariant=equivariant,
-                         dtype=torch.float64), 0.2)
+@pytest.mark.parametrize("variant", ["plain", "equivariant", "plain-head1"])
+def test_translation_equivariance_by_two(variant):
+    hyper = {**VARIANTS, "plain-head1": {"frame": False, "head_kernel": 1, "kernel_size": 5}}[variant]
+    flow = perturb(build(XY((4, 6), 1.0), n_layers=4, hidden=(8,), dtype=torch.float64, **hyper), 0.2)
     z = flow.prior.sample(16, torch.Generator().manual_seed(2))
     x, ld = flow(z)
     for shift, dims in (((2,), (1,)), ((2,), (2,)), ((2, -4), (1, 2))):
@@ -118,24 +131,35 @@ def test_translation_equivariance_by_two(equivariant):
     assert angle_err(x1, torch.roll(x, 1, 1)) > 1e-3
 
 
-def test_global_rotation_equivariance():
-    flow = perturb(build(XY((4, 4), 1.0), n_layers=4, hidden=(8,), equivariant=True, dtype=torch.float64), 0.2)
+@pytest.mark.parametrize("variant,shape", [("equivariant", (4, 4)), ("frame", (4, 4)), ("frame", (3, 5)),
+                                           ("default", (4, 6))])
+def test_global_rotation_equivariance(variant, shape):
+    flow = perturb(build(XY(shape, 1.0), n_layers=4, hidden=(8,), dtype=torch.float64, **VARIANTS[variant]), 0.2)
     z = flow.prior.sample(16, torch.Generator().manual_seed(3))
     x, ld = flow(z)
     xr, ldr = flow(wrap(z + 1.3))
     assert angle_err(xr, x + 1.3) < 1e-10 and torch.allclose(ldr, ld, atol=1e-10)
     assert torch.allclose(flow.log_q(wrap(x + 2.0)), flow.log_q(x), atol=1e-10)
-    plain = perturb(build(XY((4, 4), 1.0), n_layers=4, hidden=(8,), dtype=torch.float64), 0.2)
+    assert angle_err(x, z) > 1e-2  # the perturbed flow does move the angles
+    if variant != "equivariant":  # frame: the reference site is never transformed
+        assert torch.equal(x[:, 0, 0], z[:, 0, 0])
+    plain = perturb(build(XY(shape, 1.0), n_layers=4, hidden=(8,), dtype=torch.float64, frame=False), 0.2)
     x, _ = plain(z)
     xr, _ = plain(wrap(z + 1.3))
-    assert angle_err(xr, x + 1.3) > 1e-3  # documented: no rotation symmetry without equivariant=True
+    assert angle_err(xr, x + 1.3) > 1e-3  # documented: no rotation symmetry without equivariant or frame
+
+
+def test_frame_and_equivariant_exclude_each_other():
+    with pytest.raises(ValueError, match="exclude"):
+        build(XY((4, 4), 1.0), equivariant=True, frame=True)
 
 
 def test_sampling_matches_density_1x2():
     """Histogram of theta_0 from flow.sample vs. the marginal of exp(log_q) integrated on a grid.
     A 1 x 2 torus (below lattice.geometry's minimum, so a stand-in theory) keeps the integral 1D."""
     theory = SimpleNamespace(name="xy", config_shape=(1, 2))
-    flow = perturb(build(theory, n_layers=2, hidden=(8,), dtype=torch.float64), 0.2, seed=4)
+    flow = perturb(build(theory, n_layers=2, hidden=(8,), frame=False, kernel_size=3, dtype=torch.float64),
+                   0.2, seed=4)
     m = 512  # midpoint grid on the torus (spectrally accurate for smooth periodic q)
     g = -math.pi + (torch.arange(m, dtype=torch.float64) + 0.5) * 2 * math.pi / m
     with torch.no_grad():
