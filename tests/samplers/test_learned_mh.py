@@ -139,3 +139,14 @@ def test_reweighted_model_samples_reproduce_exact_u1_results(trained):
     for name, value in exact.items():
         z = (est[name].value - value) / est[name].error
         assert abs(z) < Z_MAX, f"{name}: {est[name]} vs {value:.5f}, z = {z:.2f}"
+
+
+def test_hybrid_with_metropolis_sweeps_reproduces_exact_u1_results(trained):
+    from samplers import Metropolis
+
+    hybrid = Hybrid({"algorithm": "metropolis", "settings": Metropolis().settings()},
+                    proposal(trained("u1_L4_undertrained")), local_per_proposal=2)
+    configs, diag, summary = chain(hybrid, U1((4, 4), BETA), 1500)
+    assert hybrid.settings()["local"]["algorithm"] == "metropolis" and 0.3 < np.mean(diag["local_accept"]) < 0.7
+    for name, z in u1_z_scores(configs, 4).items():
+        assert abs(z) < Z_MAX, f"{name}: z = {z:.2f}"
