@@ -34,15 +34,18 @@ def build_parser() -> argparse.ArgumentParser:
     add_theory_arguments(p)
     p.add_argument("--ensemble", type=Path, help="HDF5 ensemble: the theory comes from it; needed by forward-kl")
     m = p.add_argument_group("model")
-    m.add_argument("--model", choices=["realnvp", "circular-flow", "gauge-flow"],
-                   help="realnvp (phi4), circular-flow (xy), gauge-flow (u1)")
+    m.add_argument("--model", choices=["realnvp", "circular-flow", "gauge-flow", "autoregressive"],
+                   help="realnvp (phi4), circular-flow (xy), gauge-flow (u1), autoregressive (phi4, xy; "
+                        "--model-opt arch=pixelcnn|made, n_components=K)")
     m.add_argument("--n-layers", type=int, help="coupling layers [model default]")
     m.add_argument("--hidden", help="hidden channels of the conditioner CNN, e.g. 16,16 [model default]")
     m.add_argument("--kernel-size", type=int, help="conditioner kernel size [3]")
     m.add_argument("--model-opt", action="append", default=None, metavar="KEY=VALUE",
                    help="a model-specific hyperparameter (repeatable), e.g. n_bins=8")
     t = p.add_argument_group("training")
-    t.add_argument("--objective", choices=["reverse-kl", "forward-kl"], help=f"[{DEFAULTS['objective']}]")
+    t.add_argument("--objective", choices=["reverse-kl", "forward-kl", "reverse-kl-score"],
+                   help=f"reverse-kl-score: score-function gradient (automatic for autoregressive) "
+                        f"[{DEFAULTS['objective']}]")
     t.add_argument("--steps", type=int, help=f"optimizer steps in total [{DEFAULTS['steps']}]")
     t.add_argument("--batch-size", type=int, help=f"[{DEFAULTS['batch_size']}]")
     t.add_argument("--lr", type=float, help=f"Adam learning rate [{DEFAULTS['lr']}]")
@@ -124,7 +127,7 @@ def run(args, parser) -> int:
     else:
         theory = theory_for(args)
         if args.model is None:
-            raise UsageError("--model is required (realnvp, circular-flow or gauge-flow)")
+            raise UsageError("--model is required (realnvp, circular-flow, gauge-flow or autoregressive)")
         values = {k: getattr(args, k) if getattr(args, k) is not None else v for k, v in DEFAULTS.items()}
         config = TrainConfig(model=args.model, hyper=hyperparameters(args),
                              ensemble=str(args.ensemble) if args.ensemble else None, **values)

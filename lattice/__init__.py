@@ -2,9 +2,16 @@
 actions in PyTorch. Conventions: ../shared/PHYSICS.md and docs/design.md."""
 from __future__ import annotations
 
-from .phi4 import Phi4
-from .u1 import U1
-from .xy import XY
+import os
+
+# Idle OpenMP threads sleep instead of spinning: Numba's parallel kernels and torch (learned proposals,
+# hybrid chains) share the cores, and spinning Numba workers slowed torch 30-fold in a hybrid chain.
+# Read when the OpenMP runtime starts, i.e. before the first parallel kernel; export it to override.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from .phi4 import Phi4  # noqa: E402
+from .u1 import U1  # noqa: E402
+from .xy import XY  # noqa: E402
 
 __version__ = "0.1.0"
 

@@ -6,6 +6,14 @@ Objectives (log q of the model, log p = -S of the target, both float64):
                  through the flow's sampling pass; no data needed (self-training from the action).
     forward-kl   L = -E_{x~ensemble}[log q(x)] = KL(p || q) + const: maximum likelihood on an
                  HDF5 ensemble made by ``python -m generate``.
+    reverse-kl-score
+                 the reverse KL with the score-function (REINFORCE) gradient and a baseline, the
+                 estimator of variational autoregressive networks (Wu, Wang, Zhang, PRL 122 (2019)
+                 080602): grad L = E_q[(log q - log p - b) grad log q], b = batch mean of
+                 (log q - log p), samples detached. Needs only log q to be differentiable, so it
+                 serves models whose sampling is not reparameterizable (autoregressive models);
+                 ``reverse-kl`` switches to it by itself for a model with ``reparameterizable = False``
+                 (the objective is the same, only the gradient estimator differs).
 Metrics every step (metrics.jsonl): loss, ESS/N of the model's batch reweighted to p, and the
 acceptance an independence Metropolis-Hastings chain would have on it (samplers/weights.py).
 """
@@ -76,6 +84,8 @@ class ReverseKL:
     name = "reverse-kl"
 
     def loss(self, flow: Flow, batch_size: int, generator: torch.Generator, data=None):
+        if not getattr(flow, "reparameterizable", True):  # e.g. autoregressive: the score-function estimator
+            return OBJECTIVES["reverse-kl-score"].loss(flow, batch_size, generator, data)
         x, log_q = flow.sample(batch_size, generator)
         log_w = flow.log_p(x) - log_q
         return -log_w.mean(), log_w.detach()
@@ -92,7 +102,26 @@ class ForwardKL:
         return loss, log_w
 
 
-OBJECTIVES = {"reverse-kl": ReverseKL(), "forward-kl": ForwardKL()}
+class ReverseKLScore:
+    """Reverse KL with the VAN score-function gradient. The returned loss has the value of the KL
+    estimate mean(log q - log p) (what the metrics report, as for reverse-kl) and the gradient
+    mean((f - b) grad log q), f = log q - log p, b = mean(f), f and b detached; subtracting b keeps
+    the estimator unbiased (E_q[grad log q] = 0) and lowers its variance."""
+
+    name = "reverse-kl-score"
+
+    def loss(self, flow: Flow, batch_size: int, generator: torch.Generator, data=None):
+        with torch.no_grad():
+            x, _ = flow.sample(batch_size, generator)
+        log_q = flow.log_q(x.detach())
+        with torch.no_grad():
+            f = log_q.detach() - flow.log_p(x)
+            b = f.mean()
+        surrogate = ((f - b) * log_q).mean()
+        return surrogate - surrogate.detach() + f.mean(), -f
+
+
+OBJECTIVES = {"reverse-kl": ReverseKL(), "forward-kl": ForwardKL(), "reverse-kl-score": ReverseKLScore()}
 
 
 # ------------------------------------------------------------------------------------ checkpoints

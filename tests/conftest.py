@@ -1,10 +1,11 @@
 """Trained models shared by the tests of learned proposals (trained once per session, fixed seeds)."""
 from pathlib import Path
 
-import pytest
-import torch
+from lattice import U1, Phi4  # first: sets OMP_WAIT_POLICY before torch starts its OpenMP runtime (lattice/__init__.py)
 
-from lattice import U1, Phi4
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
 from samplers.flows import build_model
 from samplers.training import TrainConfig, train
 
