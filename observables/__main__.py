@@ -1,8 +1,10 @@
-"""python -m observables: measure an ensemble, or compare ensembles of the same theory.
+"""python -m observables: measure an ensemble, compare ensembles of the same theory, or a trained
+model's learned action -ln q against S over an ensemble (learned-action).
 
     python -m observables measure data/phi4_L32_k0.21.h5            # table, stored into the file
     python -m observables measure data/u1.h5 --json --select 'W(*'
     python -m observables compare data/u1_hmc.h5 data/u1_flow.h5 --plots runs/u1/compare --strict
+    python -m observables learned-action data/xy_L16_b1.h5 --model runs/xy_L16_ar --plots runs/xy_L16_ar/la
 
 Errors: Gamma method with automatic windowing (Wolff 2004), S = 2 unless --S is given; derived
 quantities by Gamma-method propagation. Bad input ends with one line on stderr and exit 2.
@@ -41,6 +43,15 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("files", type=Path, nargs="+")
     c.add_argument("--strict", action="store_true", help="exit 1 if any observable differs")
     c.add_argument("--plots", type=Path, help="write PNG plots into this folder (needs matplotlib)")
+    la = sub.add_parser("learned-action", help="a trained model's -ln q against the action S over an ensemble "
+                        "(fit, and for XY autoregressive models the vortex map); see observables/learned.py",
+                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    la.add_argument("file", type=Path)
+    la.add_argument("--model", type=Path, required=True, help="run folder (or checkpoint) of python -m train")
+    la.add_argument("--skip", type=int, default=0, help="discard this many first configurations")
+    la.add_argument("--max-configs", type=int, help="use at most this many configurations (after --skip)")
+    la.add_argument("--json", action="store_true", help="machine-readable output")
+    la.add_argument("--plots", type=Path, help="write PNG plots into this folder (needs matplotlib)")
     return p
 
 
@@ -98,6 +109,8 @@ def main(argv: list[str] | None = None) -> int:
     def body() -> int:
         if args.skip < 0:
             raise ValueError(f"--skip must be >= 0, got {args.skip}")
+        if args.command == "learned-action":
+            return learned_action(args)
         return measure(args) if args.command == "measure" else compare(args)
 
     return run_reporting_errors(parser.prog, body, "nothing was stored", errors=(ValueError, OSError, KeyError))
@@ -157,6 +170,67 @@ def compare(args) -> int:
             print(f"plots: {', '.join(str(p) for p in written)}")
     if args.strict and any(v == "DIFFER" for v in verdicts.values()):
         return 1
+    return 0
+
+
+def learned_action(args) -> int:
+    """-ln q of the model against S over the file's configurations (observables/learned.py)."""
+    from lattice import theory_from_attrs
+    from samplers.ensemble import read_ensemble
+    from samplers.training import load_model
+
+    from . import learned
+
+    if args.max_configs is not None and args.max_configs < 3:
+        raise ValueError(f"--max-configs must be >= 3, got {args.max_configs}")
+    if args.plots is not None:
+        from .plots import require_matplotlib
+        require_matplotlib()
+    stop = None if args.max_configs is None else args.skip + args.max_configs
+    ens = read_ensemble(args.file, start=args.skip, stop=stop)
+    theory = theory_from_attrs(ens.attrs)
+    model, _ = load_model(args.model)
+    if model.theory != theory:
+        mt = model.theory
+        raise ValueError(f"the model {args.model} is for {mt.name} {mt.params()} on {'x'.join(map(str, mt.shape))}, "
+                         f"but {args.file} holds {theory.name} {theory.params()} on {'x'.join(map(str, theory.shape))}")
+    if len(ens.configs) < 3:
+        raise ValueError(f"{args.file}: only {len(ens.configs)} configurations after --skip {args.skip}; "
+                         "need at least 3")
+    res = learned.learned_action(ens.configs, theory, model)
+    fit, vortex = res["fit"], res.get("vortex")
+    if args.json:
+        doc = {"file": str(args.file), "model": str(args.model), "model_name": model.name,
+               "theory": theory.name, "params": theory.params(), "shape": list(theory.shape),
+               "skip": args.skip, "fit": fit.as_dict()}
+        if vortex is not None:
+            doc["vortex_map"] = {"model": vortex["model"].as_dict(), "reference": vortex["reference"].as_dict()}
+        if "vortex_note" in res:
+            doc["note"] = res["vortex_note"]
+    else:
+        print(f"{args.file}: {theory.name} {theory.params()} on {'x'.join(map(str, theory.shape))}, "
+              f"model {args.model} ({model.name}), N = {fit.n} configurations (skip {args.skip})")
+        print(f"fit -ln q = slope * S + offset:  slope = {fit.slope:.6g}  offset = {fit.offset:.6g}  "
+              f"R^2 = {fit.r2:.6g}  residual std = {fit.residual_std:.4g}")
+        print("(an exact model q = exp(-S)/Z gives slope 1, offset ln Z, R^2 1, residual std 0)")
+        if vortex is not None:
+            m, r = vortex["model"], vortex["reference"]
+            print(f"vortex map (top-k plaquettes of the conditional surprise, k = vortices + antivortices): "
+                  f"found {m.fraction_found:.3f} of the vortices (pooled {m.pooled_fraction_found:.3f}); "
+                  f"random guess {m.random_baseline:.3f}; target's local conditional {r.fraction_found:.3f}  "
+                  f"[{m.n_configs} configurations with vortices, {m.n_vortices} vortices + antivortices]")
+        if "vortex_note" in res:
+            print(f"note: {res['vortex_note']}")
+    if args.plots is not None:
+        from .plots import learned_action_plots
+        written = learned_action_plots(res, ens.configs, args.plots, title=f"{Path(args.model).name} on "
+                                       f"{Path(args.file).name}")
+        if args.json:
+            doc["plots"] = [str(p) for p in written]
+        else:
+            print(f"plots: {', '.join(str(p) for p in written)}")
+    if args.json:
+        print(json.dumps(doc, default=float))
     return 0
 
 

@@ -3,6 +3,9 @@
 histories.png        Monte Carlo histories of the headline observables, one panel each, all files
 histogram.png        histogram of M (phi4), |m| (xy) or Q (u1), overlaid across files
 autocorrelation.png  normalized autocorrelation functions rho(t) with the chosen window W marked
+
+and for ``python -m observables learned-action --plots DIR`` (``learned_action_plots``):
+learned_action.png, vortex_map.png
 """
 from __future__ import annotations
 
@@ -84,3 +87,69 @@ def _save(fig, path: Path, plt) -> Path:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def learned_action_plots(result: dict, configs, folder: Path, title: str = "") -> list[Path]:
+    """Plots of ``python -m observables learned-action --plots DIR`` (result: learned.learned_action):
+
+    learned_action.png  -ln q against S per configuration, with the least-squares line and the
+                        exact-model line of slope 1 through the mean
+    vortex_map.png      (XY, autoregressive model) one configuration, the one with the most vortices:
+                        left the site map d (surprise minus its ensemble mean) with the spins as arrows,
+                        right the plaquette score s with the true vortices (+1 o, -1 x) and the top-k
+                        plaquettes picked by the score (squares)
+    """
+    plt = require_matplotlib()
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    fit, S, y = result["fit"], result["action"], result["neg_log_q"]
+    fig, ax = plt.subplots(figsize=(6.5, 5))
+    ax.scatter(S, y, s=6, alpha=0.6, label=f"configurations (N = {fit.n})")
+    xs = np.linspace(S.min(), S.max(), 2)
+    ax.plot(xs, fit.slope * xs + fit.offset, "r-", lw=1.5,
+            label=f"fit: slope {fit.slope:.4g}, offset {fit.offset:.4g}, R^2 {fit.r2:.4g}")
+    ax.plot(xs, xs - S.mean() + y.mean(), "k:", lw=1, label="slope 1 (exact model)")
+    ax.set_xlabel("S(x)")
+    ax.set_ylabel("-ln q(x)")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=8)
+    written.append(_save(fig, folder / "learned_action.png", plt))
+
+    vortex = result.get("vortex")
+    if vortex is not None:
+        from .learned import top_k_mask
+
+        w, d, score = vortex["vorticity"], vortex["difference"], vortex["score"]
+        k = np.abs(w).reshape(len(w), -1).sum(axis=1)
+        n = int(np.argmax(k))
+        top = top_k_mask(score[n:n + 1], k[n:n + 1])[0]
+        t = np.asarray(configs[n], dtype=np.float64)
+        L0, L1 = t.shape
+        fig, axes = plt.subplots(1, 2, figsize=(11, 5))
+        im = axes[0].imshow(d[n], origin="lower", cmap="viridis")
+        fig.colorbar(im, ax=axes[0], shrink=0.8)
+        # axis 0 of the lattice is the image's row (vertical), axis 1 the column (horizontal)
+        c1, c0 = np.meshgrid(np.arange(L1), np.arange(L0))
+        axes[0].quiver(c1, c0, np.cos(t), np.sin(t), color="w", scale=1.6 * max(L0, L1), width=0.004)
+        axes[0].set_title("d = -ln q(x_i | x_<i) minus its ensemble mean", fontsize=9)
+        # plaquette with lower-left corner x is drawn at the centre of its four sites
+        im = axes[1].imshow(score[n], origin="lower", cmap="magma", extent=(0, L1, 0, L0))
+        fig.colorbar(im, ax=axes[1], shrink=0.8)
+        for sign, marker, color in ((1, "o", "cyan"), (-1, "x", "lime")):
+            r, c = np.nonzero(w[n] == sign)
+            ring = marker == "o"
+            axes[1].scatter(c + 0.5, r + 0.5, marker=marker, s=80, facecolors="none" if ring else color,
+                            edgecolors=color if ring else None, linewidths=2,
+                            label="vortex (w = +1)" if sign == 1 else "antivortex (w = -1)")
+        r, c = np.nonzero(top)
+        axes[1].scatter(c + 0.5, r + 0.5, marker="s", s=260, facecolors="none", edgecolors="w", linewidths=1,
+                        label=f"top {k[n]} by score")
+        axes[1].set_title(f"plaquette score s (sum of d over the corners), configuration {n} of those analysed",
+                          fontsize=9)
+        axes[1].legend(fontsize=7, loc="upper right")
+        for ax in axes:
+            ax.set_xlabel("x1")
+            ax.set_ylabel("x0")
+        written.append(_save(fig, folder / "vortex_map.png", plt))
+    return written

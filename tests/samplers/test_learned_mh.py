@@ -64,7 +64,7 @@ def test_learned_mh_reproduces_exact_u1_results(trained, L, quality):
 @pytest.mark.parametrize("L, quality", CASES)
 def test_hybrid_reproduces_exact_u1_results(trained, L, quality):
     hybrid = Hybrid({"algorithm": "hmc", "settings": HMC().settings()}, proposal(trained(f"u1_L{L}_{quality}")))
-    configs, diag, summary = chain(hybrid, U1((L, L), BETA), CASES[L, quality][1])
+    configs, diag, summary = chain(hybrid, U1((L, L), BETA), CASES[L, quality][1], n_therm=300)
     assert 0 < summary.acceptance < 1 and np.mean(diag["local_accept"]) > 0.5
     for name, z in u1_z_scores(configs, L).items():
         assert abs(z) < Z_MAX, f"{name}: z = {z:.2f}"
@@ -146,7 +146,7 @@ def test_hybrid_with_metropolis_sweeps_reproduces_exact_u1_results(trained):
 
     hybrid = Hybrid({"algorithm": "metropolis", "settings": Metropolis().settings()},
                     proposal(trained("u1_L4_undertrained")), local_per_proposal=2)
-    configs, diag, summary = chain(hybrid, U1((4, 4), BETA), 1500)
+    configs, diag, summary = chain(hybrid, U1((4, 4), BETA), 1500, n_therm=300)
     assert hybrid.settings()["local"]["algorithm"] == "metropolis" and 0.3 < np.mean(diag["local_accept"]) < 0.7
     for name, z in u1_z_scores(configs, 4).items():
         assert abs(z) < Z_MAX, f"{name}: z = {z:.2f}"
