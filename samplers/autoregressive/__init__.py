@@ -14,6 +14,8 @@ import math
 
 import torch
 
+from samplers.flows.base import as_dtype
+
 from .conditionals import CONDITIONALS, GaussianMixture, VonMisesMixture, sample_von_mises  # noqa: F401
 from .made import MADE
 from .model import AutoregressiveModel
@@ -22,7 +24,6 @@ from .pixelcnn import PixelCNN
 THEORIES = ("phi4", "xy")
 FLOW = False  # not a normalizing flow: tests/flows/test_base_transforms.py does not apply
 ARCHS = ("pixelcnn", "made")
-_DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
 def _positive_ints(name, values) -> tuple[int, ...]:
@@ -54,12 +55,7 @@ def build(theory, arch: str = "pixelcnn", hidden=None, n_layers: int | None = No
         raise ValueError(f"autoregressive needs a 2D lattice, got shape {shape}")
     if arch not in ARCHS:
         raise ValueError(f"unknown arch {arch!r}; choose from {', '.join(ARCHS)}")
-    if isinstance(dtype, str):
-        if dtype not in _DTYPES:
-            raise ValueError(f"dtype {dtype!r}: choose from {', '.join(_DTYPES)}")
-        dtype = _DTYPES[dtype]
-    if dtype not in _DTYPES.values():
-        raise ValueError(f"dtype {dtype}: choose torch.float32 or torch.float64")
+    dtype = as_dtype(dtype)
     (n_components,) = _positive_ints("n_components", n_components)
     V = math.prod(shape)
     if hidden is None:

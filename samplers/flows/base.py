@@ -30,6 +30,21 @@ MODELS = {"realnvp": "samplers.flows.realnvp", "circular-flow": "samplers.flows.
           "gauge-flow": "samplers.flows.gauge", "autoregressive": "samplers.autoregressive"}
 
 
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+def as_dtype(dtype: torch.dtype | str) -> torch.dtype:
+    """float32 / float64 as a torch dtype, given as one or by name (ValueError otherwise), so that
+    ``build(theory, **model.hyper)`` rebuilds a model whose hyper stores the dtype's name."""
+    if isinstance(dtype, str):
+        if dtype not in DTYPES:
+            raise ValueError(f"dtype {dtype!r}: choose from {', '.join(DTYPES)}")
+        dtype = DTYPES[dtype]
+    if dtype not in DTYPES.values():
+        raise ValueError(f"dtype {dtype}: choose torch.float32 or torch.float64")
+    return dtype
+
+
 def model_module(name: str):
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; choose from {', '.join(MODELS)}")

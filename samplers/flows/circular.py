@@ -78,7 +78,7 @@ import math
 import torch
 from torch.nn import functional as F
 
-from .base import Flow, Transform, UniformAnglePrior
+from .base import Flow, Transform, UniformAnglePrior, as_dtype
 from .nets import conv_net
 
 THEORIES = ("xy",)
@@ -283,8 +283,7 @@ def build(theory, n_layers: int = 8, hidden=(16, 16), kernel_size: int = 5, n_bi
     hidden = tuple(int(h) for h in hidden)
     if frame is None:
         frame = not equivariant
-    if isinstance(dtype, str):
-        dtype = getattr(torch, dtype)
+    dtype = as_dtype(dtype)
     layers = [CircularSplineCoupling(shape, l % 2, hidden, kernel_size, n_bins, equivariant, head_kernel, frame)
               for l in range(n_layers)]
     hyper = {"n_layers": n_layers, "hidden": list(hidden), "kernel_size": kernel_size, "n_bins": n_bins,

@@ -45,12 +45,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .base import Flow, NormalPrior, Transform
+from .base import Flow, NormalPrior, Transform, as_dtype
 from .nets import conv_net
 
 THEORIES = ("phi4",)
 
-_DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
 def checkerboard(shape: tuple[int, int], parity: int) -> torch.Tensor:
@@ -130,12 +129,7 @@ def build(theory, n_layers: int = 8, hidden: tuple[int, ...] = (16, 16), kernel_
     shape = tuple(theory.shape)
     if len(shape) != 2:
         raise ValueError(f"realnvp needs a 2D lattice (its conditioners are 2D CNNs), got shape {shape}")
-    if isinstance(dtype, str):
-        if dtype not in _DTYPES:
-            raise ValueError(f"dtype {dtype!r}: choose from {', '.join(_DTYPES)}")
-        dtype = _DTYPES[dtype]
-    if dtype not in _DTYPES.values():
-        raise ValueError(f"dtype {dtype}: choose torch.float32 or torch.float64")
+    dtype = as_dtype(dtype)
     if int(n_layers) != n_layers or n_layers < 1:
         raise ValueError(f"n_layers must be a positive integer, got {n_layers}")
     hidden = tuple(int(h) for h in hidden)
