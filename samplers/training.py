@@ -160,7 +160,11 @@ def load_model(path: str | os.PathLike, device: str = "cpu") -> tuple[Flow, dict
     ckpt = read_checkpoint(path)
     theory = theory_from_attrs(ckpt["theory"])
     flow = build_model(ckpt["model"], theory, **ckpt["hyper"])
-    flow.load_state_dict(ckpt["state_dict"])
+    try:
+        flow.load_state_dict(ckpt["state_dict"])
+    except RuntimeError:  # e.g. saved by a version whose defaults built another architecture
+        raise ValueError(f"{path}: its weights do not fit the {ckpt['model']} this version builds from the stored "
+                         f"hyperparameters {ckpt['hyper']} (made by latticeml {ckpt.get('version', '?')}?)") from None
     flow.to(device=device, dtype=getattr(torch, ckpt["config"]["dtype"]))
     return flow, ckpt
 

@@ -157,3 +157,12 @@ def test_cli_bad_options_are_one_line_errors(tmp_path, bad, needle):
             args += [flag, value]
     code, _, err = run_cli(*args, "--out", tmp_path / "run")
     assert code == 2 and needle in err.strip().splitlines()[-1] and "Traceback" not in err
+
+
+def test_a_checkpoint_whose_weights_do_not_fit_its_architecture_is_a_one_line_error(tmp_path):
+    train(tiny(), config(steps=2, checkpoint_every=2), tmp_path)
+    ckpt = read_checkpoint(tmp_path)
+    ckpt["hyper"] = {**ckpt["hyper"], "hidden": [4]}  # as if saved by a version with other defaults
+    torch.save(ckpt, tmp_path / "checkpoint.pt")
+    with pytest.raises(ValueError, match="weights do not fit the realnvp"):
+        load_model(tmp_path)
