@@ -110,9 +110,6 @@ def make_sampler(args):
     if args.algorithm in MODEL_ALGORITHMS:
         if args.proposal is None:
             raise UsageError(f"--algorithm {args.algorithm} needs --proposal RUN (a run folder of python -m train)")
-        if args.threads is not None:
-            import torch
-            torch.set_num_threads(max(1, args.threads))
         proposal = {"path": str(args.proposal), "batch_size": args.proposal_batch, "device": args.device,
                     "dtype": args.proposal_dtype, "seed": args.seed, "symmetrize": args.symmetrize}
         if args.algorithm != "hybrid":
@@ -200,6 +197,9 @@ def run(args, parser) -> int:
             setattr(args, key, value)
     if args.n_configs is None or args.n_configs < 1:
         raise UsageError("--n-configs must be given and >= 1")
+    if args.threads is not None and args.algorithm in MODEL_ALGORITHMS:
+        import torch
+        torch.set_num_threads(max(1, args.threads))
     if resuming:  # the file's sampler: initial settings, or the tuned ones once thermalized
         sampler = SAMPLERS[args.algorithm].from_settings(attrs["sampler_settings"])
         tune = bool(attrs["tuned"])
