@@ -9,6 +9,7 @@ from scipy import stats
 
 from lattice.xy import XY
 from samplers.flows.base import build_model
+from samplers.weights import ess_fraction
 from samplers.flows.circular import (build, circular_spline, circular_spline_inverse, spline_params,
                                      wrap)
 
@@ -187,9 +188,7 @@ def test_reverse_kl_training_improves_ess():
     def ess(n=4096):
         with torch.no_grad():
             x, lq = flow.sample(n, torch.Generator().manual_seed(9))
-            lw = flow.log_p(x) - lq
-            w = torch.exp(lw - lw.max())
-            return (w.sum() ** 2 / (n * (w * w).sum())).item()
+            return ess_fraction((flow.log_p(x) - lq).numpy())
 
     e0 = ess()
     losses = []

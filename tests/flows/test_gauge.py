@@ -10,6 +10,7 @@ import torch
 from lattice import make_theory
 from samplers.flows import build_model
 from samplers.flows.gauge import build, gauge_transform, plaquettes, wrap
+from samplers.weights import ess_fraction, imh_acceptance
 
 torch.set_num_threads(1)  # 2 threads spin-wait badly when the 2 cores are shared
 
@@ -161,15 +162,7 @@ def _ess_and_acceptance(flow, n, seed):
     with torch.no_grad():
         x, lq = flow.sample(n, generator=torch.Generator().manual_seed(seed))
         logw = (flow.log_p(x) - lq).numpy()
-    w = np.exp(logw - logw.max())
-    ess = w.sum() ** 2 / (w * w).sum() / n
-    # independence Metropolis-Hastings over the samples in order: accept with min(1, w'/w)
-    u = np.random.default_rng(seed).random(n)
-    cur, acc = logw[0], 0
-    for lw, r in zip(logw[1:], u[1:]):
-        if math.log(r) < lw - cur:
-            cur, acc = lw, acc + 1
-    return ess, acc / (n - 1)
+    return ess_fraction(logw), imh_acceptance(logw, np.random.default_rng(seed))
 
 
 def test_reverse_kl_training_improves_ess_and_acceptance():
