@@ -14,6 +14,7 @@ import train as train_cli
 from lattice import XY, Phi4
 from samplers.flows import build_model
 from samplers.training import OBJECTIVES, TrainConfig, load_model, read_checkpoint, train
+from tests.resume import assert_resume_is_exact
 
 ROOT = Path(__file__).resolve().parents[2]
 THEORY = Phi4((4, 4), m2=-4.0, g=8.0)
@@ -87,26 +88,7 @@ def test_checkpoint_round_trip_gives_the_same_density(tmp_path):
 
 
 def test_resumed_training_equals_an_uninterrupted_run(tmp_path, monkeypatch):
-    a, b = tmp_path / "a", tmp_path / "b"
-    train(tiny(), config(steps=24), a)
-    interrupted = tiny()
-    calls = {"n": 0}
-    real_log_p = interrupted.log_p
-
-    def killed_at_step_15(x):
-        calls["n"] += 1
-        if calls["n"] == 15:
-            raise KeyboardInterrupt
-        return real_log_p(x)
-
-    monkeypatch.setattr(interrupted, "log_p", killed_at_step_15)
-    with pytest.raises(KeyboardInterrupt):
-        train(interrupted, config(steps=24), b)
-    assert read_checkpoint(b)["step"] == 10
-    train(tiny(seed=99), config(steps=24), b, resume=True)
-    assert untimed(a) == untimed(b)
-    for (ka, va), (kb, vb) in zip(load_model(a)[0].state_dict().items(), load_model(b)[0].state_dict().items()):
-        assert ka == kb and torch.equal(va, vb)
+    assert_resume_is_exact(tiny, config(steps=24), tmp_path, monkeypatch, kill_at=15, checkpoint_step=10)
 
 
 def test_cli_trains_an_autoregressive_model_and_resumes(tmp_path, capsys):

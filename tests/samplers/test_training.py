@@ -13,6 +13,7 @@ import train as train_cli
 from lattice import Phi4
 from samplers.flows import build_model
 from samplers.training import TrainConfig, TrainingError, load_model, read_checkpoint, train
+from tests.resume import assert_resume_is_exact
 
 ROOT = Path(__file__).resolve().parents[2]
 THEORY = Phi4((4, 4), m2=-4.0, g=8.0)
@@ -53,27 +54,7 @@ def test_checkpoint_round_trip_gives_the_same_density(tmp_path):
 
 
 def test_resumed_training_equals_an_uninterrupted_run(tmp_path, monkeypatch):
-    a, b = tmp_path / "a", tmp_path / "b"
-    train(tiny(), config(steps=30), a)
-    interrupted = tiny()
-    calls = {"n": 0}
-    real_log_p = interrupted.log_p
-
-    def killed_at_step_25(x):
-        calls["n"] += 1
-        if calls["n"] == 25:
-            raise KeyboardInterrupt
-        return real_log_p(x)
-
-    monkeypatch.setattr(interrupted, "log_p", killed_at_step_25)
-    with pytest.raises(KeyboardInterrupt):
-        train(interrupted, config(steps=30), b)
-    assert read_checkpoint(b)["step"] == 20
-    train(tiny(seed=99), config(steps=30), b, resume=True)  # parameters come from the checkpoint
-    untimed = lambda run: [{k: v for k, v in r.items() if k != "time"} for r in metrics(run)]  # noqa: E731
-    assert untimed(a) == untimed(b)
-    for (ka, va), (kb, vb) in zip(load_model(a)[0].state_dict().items(), load_model(b)[0].state_dict().items()):
-        assert ka == kb and torch.equal(va, vb)
+    assert_resume_is_exact(tiny, config(steps=30), tmp_path, monkeypatch, kill_at=25, checkpoint_step=20)
 
 
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
