@@ -87,6 +87,7 @@ class _ModelStream:
         self.proposal = ModelProposal.from_settings(proposal)
         self.next_index = 0
         self.log_q_current = math.nan  # NaN: unknown, computed from the configuration when needed
+        self.log_p_current = math.nan  # -S of the current configuration (not stored: recomputed exactly)
         self.origin = -1
         self.stats = ProposalStats()
 
@@ -104,10 +105,11 @@ class _ModelStream:
 
     def set_state(self, state: np.ndarray) -> None:
         self.next_index, self.log_q_current, self.origin = int(state[0]), float(state[1]), int(state[2])
+        self.log_p_current = math.nan
 
     def invalidate(self) -> None:
         """The configuration was changed by something else (a local update): log q is unknown."""
-        self.log_q_current, self.origin = math.nan, -1
+        self.log_q_current, self.log_p_current, self.origin = math.nan, math.nan, -1
 
     def _start(self, q: np.ndarray) -> None:
         """A fresh chain starts at proposal 0, whatever configuration it was given: a start in a
@@ -115,7 +117,7 @@ class _ModelStream:
         very long, since its weight p / q there can be huge."""
         _, x, self.log_q_current = self._next_proposal()
         q[...] = x
-        self.origin = 0
+        self.log_p_current, self.origin = math.nan, 0
 
     def _next_proposal(self):
         i = self.next_index
@@ -137,7 +139,9 @@ class LearnedMH(_ModelStream):
             self._start(q)
         if math.isnan(self.log_q_current):
             self.log_q_current = self.proposal.log_q(q)
-        log_w_current = -theory.action(q) - self.log_q_current
+        if math.isnan(self.log_p_current):
+            self.log_p_current = -theory.action(q)
+        log_w_current = self.log_p_current - self.log_q_current
         i, x, log_q = self._next_proposal()
         log_p = -theory.action(x)
         log_ratio = (log_p - log_q) - log_w_current
@@ -146,8 +150,8 @@ class LearnedMH(_ModelStream):
         self.stats.add(log_p - log_q, accept)
         if accept:
             q[...] = x
-            self.log_q_current, self.origin = log_q, i
-        return UpdateInfo(float(accept), extra={"log_q": self.log_q_current, "log_p": -theory.action(q),
+            self.log_q_current, self.log_p_current, self.origin = log_q, log_p, i
+        return UpdateInfo(float(accept), extra={"log_q": self.log_q_current, "log_p": self.log_p_current,
                                                 "proposal": self.origin})
 
     def report(self) -> dict:

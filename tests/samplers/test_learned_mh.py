@@ -47,7 +47,7 @@ def u1_z_scores(configs, L):
 CASES = {  # (L, model) -> (learned-mh proposals, hybrid updates)
     (4, "undertrained"): (10000, 1500),
     (4, "trained"): (4000, 1500),
-    (8, "undertrained"): (20000, 2000),
+    (8, "undertrained"): (60000, 2000),  # sticky (tau_int ~ 100): 20000 left chi_t errors underestimated
     (8, "trained"): (8000, 2000),
 }
 
