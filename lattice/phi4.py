@@ -9,6 +9,14 @@ flow paper: A = 2,       B = 2 d + m^2,     C = g        (field phi0 = sqrt(kapp
 
 so one set of kernels serves both; the field is in the parameterization the theory was made
 in. The HMC force is F = -dS/dphi = A h - 2 B phi - 4 C phi^3 with h_x = sum_mu (phi_{x+mu} + phi_{x-mu}).
+
+Embedded Ising clusters (wolff_kernel; R. C. Brower and P. Tamayo, PRL 62 (1989) 1087): with
+phi_x = s_x |phi_x|, s_x = +-1, the local terms B phi^2 + C phi^4 do not depend on the signs and
+the hopping term is an Ising model in s with couplings J_xy = A |phi_x| |phi_y|. Wolff's single
+cluster of that Ising model (bond probability 1 - exp(min(0, -2 A phi_x phi_y)), lattice/cluster.py)
+has its signs flipped, phi -> -phi on the cluster. The magnitudes never change, so the move is
+exact (detailed balance) but ergodic only together with local Metropolis sweeps
+(samplers/wolff.py mixes them).
 """
 from __future__ import annotations
 
@@ -19,6 +27,7 @@ import numpy as np
 from numba import njit, prange
 
 from . import geometry
+from .cluster import flat_view, grow_cluster, scratch_of, seed_site
 from .fastmath import FMA, FMA_SUM, fexp
 from .rng import GAMMA, mix64, uniform, unit53
 
@@ -200,6 +209,24 @@ def metropolis_kernel(x, rnbr, rpar, A, B, C, delta, key):
     return accepted
 
 
+@njit(cache=True)
+def wolff_kernel(x, nbr, A, key, sites, mark):
+    """One Brower-Tamayo single-cluster update of the flat field x (V,), in place.
+
+    Seed u(key, 0); link <xy> open with probability 1 - exp(min(0, -2 A phi_x phi_y)) from its own
+    counter (lattice/cluster.py; counter 1 is unused here); phi -> -phi on the cluster.
+    dS of the flip = 2 A sum_{x in C, y not in C} phi_x phi_y, compensated exactly by the bond
+    probabilities (acceptance 1). Returns the cluster size; sites[:n] holds the cluster.
+    """
+    V = x.shape[0]
+    n = grow_cluster(x, nbr, A, key, seed_site(key, V), sites, mark)
+    for i in range(n):
+        s = sites[i]
+        x[s] = -x[s]
+        mark[s] = False
+    return n
+
+
 def _flat(a: np.ndarray) -> np.ndarray:
     """A 1-D view of a C-contiguous float64 array (the kernels write through it)."""
     if not (a.flags.c_contiguous and a.dtype == np.float64):
@@ -338,6 +365,19 @@ class Phi4:
         A, B, C = self.coefficients
         x = _flat(q).reshape(-1, self.shape[-1])
         return metropolis_kernel(x, self._rnbr, geometry.row_parity(self.shape), A, B, C, delta, key)
+
+    def check_wolff(self, metropolis_sweeps: int = 1) -> None:
+        """The cluster flips only signs: refuse a chain without local sweeps for the magnitudes."""
+        if metropolis_sweeps < 1:
+            raise ValueError("phi4 Wolff (Brower-Tamayo) clusters flip only the signs of phi: "
+                             "they need >= 1 Metropolis sweep per update for the magnitudes")
+        self.check_metropolis()
+
+    def wolff_update(self, q: np.ndarray, key: np.uint64) -> int:
+        """One embedded-Ising single-cluster update of q in place (wolff_kernel); returns the cluster size."""
+        s = scratch_of(self)
+        A = self.coefficients[0]
+        return wolff_kernel(flat_view(q), geometry.neighbours(self.shape), A, np.uint64(key), s.sites, s.mark)
 
     def torch_action(self, x):
         """S of a batch x of shape (N, *shape), float64 torch, differentiable."""

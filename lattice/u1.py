@@ -8,6 +8,10 @@ Links theta[mu, x0, x1] in [-pi, pi); plaquette at x (lower-left corner)
 HMC force F = -dS/dtheta:
     F_0(x) = beta [sin theta_P(x - e1) - sin theta_P(x)]
     F_1(x) = beta [sin theta_P(x) - sin theta_P(x - e0)]
+
+Heat bath / over-relaxation: the terms of S holding one link theta are -beta Re[e^{-i theta} h] with h
+the sum of its two staples (as phases; _link_field), so its conditional is the von Mises density
+exp(beta |h| cos(theta - arg h)) (heatbath_kernel) and theta -> 2 arg h - theta keeps S (overrelax_kernel).
 """
 from __future__ import annotations
 
@@ -19,6 +23,7 @@ from numba import njit, prange
 from . import geometry
 from .fastmath import FMA, FMA_SUM, fcos, fsin, wrap_angle
 from .rng import uniform
+from .vonmises import draw as vonmises_draw
 
 
 @njit(cache=True)
@@ -135,6 +140,71 @@ def metropolis_kernel(t, beta, delta, key):
     return accepted
 
 
+@njit(cache=True, inline="always")
+def _link_field(t, mu, i, j, ip, im, jp, jm):
+    """(h_x, h_y): the two plaquettes holding link theta = t[mu, i, j] contribute
+    -beta [cos(theta + m) + cos(p - theta)] = -beta Re[e^{-i theta} h],  h = e^{i p} + e^{-i m},
+    to S (up to a constant), with (metropolis_kernel)
+        mu = 0: theta_P(x) = theta + m, theta_P(x - e1) = p - theta,
+        mu = 1: theta_P(x - e0) = theta + m, theta_P(x) = p - theta.
+    arg h is the staple angle, |h| = |sum of the two staples| (in [0, 2])."""
+    if mu == 0:
+        m = t[1, ip, j] - t[0, i, jp] - t[1, i, j]
+        p = t[0, i, jm] + t[1, ip, jm] - t[1, i, jm]
+    else:
+        m = t[0, im, j] - t[0, im, jp] - t[1, im, j]
+        p = t[0, i, j] + t[1, ip, j] - t[0, i, jp]
+    return fcos(p) + fcos(m), fsin(p) - fsin(m)
+
+
+@njit(cache=True, parallel=True)
+def heatbath_kernel(t, beta, key):
+    """Heat-bath sweep: each link drawn from its conditional given all other links,
+
+        p(theta | rest) ~ exp(beta |h| cos(theta - arg h))      (_link_field),
+
+    i.e. theta = arg h + d, d ~ VM(0, beta |h|) by Best-Fisher (lattice/vonmises.py), stream = flat
+    link index mu V + x0 L1 + x1. Order as metropolis_kernel: 4 classes (mu = 0, 1; parity of
+    x0 + x1 = 0, 1), links of one class share no plaquette (so none is in another's staple) and a
+    class is updated in parallel; the sweep is a function of (t, key) alone. Even L only.
+    """
+    L0, L1 = t.shape[1], t.shape[2]
+    V = L0 * L1
+    for mu in range(2):
+        for parity in range(2):
+            for i in prange(L0):
+                ip = i + 1 if i + 1 < L0 else 0
+                im = i - 1 if i > 0 else L0 - 1
+                for j in range((i + parity) % 2, L1, 2):
+                    jp = j + 1 if j + 1 < L1 else 0
+                    jm = j - 1 if j > 0 else L1 - 1
+                    hx, hy = _link_field(t, mu, i, j, ip, im, jp, jm)
+                    d = vonmises_draw(beta * np.sqrt(hx * hx + hy * hy), key, np.int64(mu * V + i * L1 + j))
+                    t[mu, i, j] = wrap_angle(np.arctan2(hy, hx) + d)
+
+
+@njit(cache=True, parallel=True)
+def overrelax_kernel(t, reverse):
+    """Over-relaxation sweep: theta -> 2 arg h - theta (wrapped), each link reflected about its
+    staple angle (_link_field). |h| cos(theta - arg h) is unchanged, so S is preserved (to
+    rounding): microcanonical and deterministic, each class's step an involution. Classes in
+    heatbath_kernel's order, or (reverse) in the opposite order, which undoes the forward sweep.
+    Not ergodic alone; mixed with heat-bath or Metropolis sweeps (samplers/heatbath.py).
+    """
+    L0, L1 = t.shape[1], t.shape[2]
+    for k in range(4):
+        cls = 3 - k if reverse else k
+        mu, parity = cls // 2, cls % 2
+        for i in prange(L0):
+            ip = i + 1 if i + 1 < L0 else 0
+            im = i - 1 if i > 0 else L0 - 1
+            for j in range((i + parity) % 2, L1, 2):
+                jp = j + 1 if j + 1 < L1 else 0
+                jm = j - 1 if j > 0 else L1 - 1
+                hx, hy = _link_field(t, mu, i, j, ip, im, jp, jm)
+                t[mu, i, j] = wrap_angle(2.0 * np.arctan2(hy, hx) - t[mu, i, j])
+
+
 @dataclass(frozen=True)
 class U1:
     """2D U(1) gauge theory, Wilson action at coupling beta >= 0."""
@@ -193,6 +263,21 @@ class U1:
 
     def metropolis_sweep(self, q: np.ndarray, delta: float, key: np.uint64) -> int:
         return metropolis_kernel(q, self.beta, delta, key)
+
+    def check_wolff(self, metropolis_sweeps: int = 0) -> None:
+        raise ValueError("the Wolff cluster update is for spin models (xy, phi4), not u1 gauge theory: "
+                         "use heatbath, metropolis or hmc")
+
+    def check_heatbath(self) -> None:
+        geometry.require_even(self.shape, "the checkerboard heat-bath / over-relaxation link update")
+
+    def heatbath_sweep(self, q: np.ndarray, key: np.uint64) -> None:
+        """One heat-bath sweep over all links of q, in place (heatbath_kernel)."""
+        heatbath_kernel(q, self.beta, np.uint64(key))
+
+    def overrelax_sweep(self, q: np.ndarray, reverse: bool = False) -> None:
+        """One over-relaxation sweep over all links of q, in place (overrelax_kernel); S unchanged."""
+        overrelax_kernel(q, reverse)
 
     def torch_action(self, x):
         """S of a batch x of shape (N, 2, L0, L1), float64 torch, differentiable."""
