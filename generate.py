@@ -4,6 +4,8 @@
         --n-configs 5120 --every 10 --seed 1 --out data/phi4_L32_k0.21.h5
     python -m generate --config configs/xy_L16_b1.1.toml
     python -m generate --out data/phi4_L32_k0.21.h5 --resume --n-configs 10240
+    python -m generate --theory u1 --L 16 --beta 4 --algorithm overrelaxation --or-per-sweep 4 --n-configs 5000 \
+        --out data/u1_L16_b4_or.h5
     python -m generate --algorithm learned-mh --proposal runs/u1_L8_b2 --n-configs 20000 --out data/u1_flow.h5
 
 A thin layer over samplers.chain.run_chain; bad input ends with one line on stderr and exit 2.
@@ -22,13 +24,17 @@ from lattice.cli import (UsageError, add_config_argument, add_theory_arguments, 
 DEFAULTS = {"dim": 2, "algorithm": "hmc", "every": 1, "n_therm": 500, "seed": 0, "init": "hot",
             "step_size": 0.1, "traj_length": 1.0, "jitter": 0.2, "integrator": "leapfrog", "delta": 0.5,
             "proposal_batch": 256, "device": "cpu", "proposal_dtype": "float64", "symmetrize": "none",
-            "local": "hmc", "local_per_proposal": 1}
+            "local": "hmc", "local_per_proposal": 1, "clusters_per_sweep": 1, "metropolis_sweeps": 1}
 MODEL_ALGORITHMS = ("learned-mh", "hybrid", "model-samples")  # those that draw from a trained model
 # what must agree between a file and a --resume request
 IDENTITY = ("theory", "L", "dim", "kappa", "lam", "m2", "g", "beta", "algorithm", "seed", "every", "init")
 # sampler settings: a resumed chain continues with the file's own
 SAMPLER_FLAGS = ("step_size", "traj_length", "n_steps", "jitter", "integrator", "delta", "target_accept", "no_tune",
-                 "proposal", "proposal_batch", "device", "proposal_dtype", "symmetrize", "local", "local_per_proposal")
+                 "proposal", "proposal_batch", "device", "proposal_dtype", "symmetrize", "local", "local_per_proposal",
+                 "clusters_per_sweep", "metropolis_sweeps")
+SAMPLER_FLAGS += ("model_sampler", "diffusion_steps", "ode_integrator", "corrector_steps", "target_beta",
+                  "target_kappa")  # diffusion proposals (no DEFAULTS: the model's own unless given)
+SAMPLER_FLAGS += ("or_per_sweep", "or_with")  # heatbath / overrelaxation (no DEFAULTS: heatbath refuses them)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,8 +43,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_argument(p)
     add_theory_arguments(p, DEFAULTS["dim"])
     a = p.add_argument_group("algorithm")
-    a.add_argument("--algorithm", choices=["metropolis", "hmc", *MODEL_ALGORITHMS],
-                   help="Markov-chain update; learned-mh: independence Metropolis-Hastings with a trained model "
+    a.add_argument("--algorithm", choices=["metropolis", "hmc", "wolff", "heatbath", "overrelaxation",
+                                           *MODEL_ALGORITHMS],
+                   help="Markov-chain update; heatbath: exact von Mises heat-bath sweeps (xy, u1); overrelaxation: "
+                   "a heat-bath (or Metropolis) sweep, then --or-per-sweep over-relaxation sweeps (xy, u1); "
+                   "wolff: single-cluster updates (xy: Wolff 1989; phi4: Brower-Tamayo embedded Ising signs) with "
+                   "Metropolis sweeps; learned-mh: independence Metropolis-Hastings with a trained model "
                    "as proposal (exact); hybrid: local updates alternating with learned-mh steps (exact); "
                    "model-samples: the model's raw samples with log q and log p, for reweighting (not a chain "
                    f"of the target) [{DEFAULTS['algorithm']}]")
@@ -50,9 +60,29 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--jitter", type=float, help="hmc: each trajectory's step size is eps (1 + jitter (2u - 1)), "
                    f"u uniform, so no mode stays frozen [{DEFAULTS['jitter']}]")
     a.add_argument("--integrator", choices=["leapfrog", "omelyan"], help=f"hmc integrator [{DEFAULTS['integrator']}]")
-    a.add_argument("--delta", type=float, help=f"metropolis: initial (or fixed) proposal width [{DEFAULTS['delta']}]")
-    a.add_argument("--target-accept", type=float, help="acceptance the tuning aims at [hmc 0.8, metropolis 0.5]")
+    a.add_argument("--delta", type=float, help="metropolis, wolff: initial (or fixed) proposal width "
+                   f"[{DEFAULTS['delta']}]")
+    a.add_argument("--target-accept", type=float, help="acceptance the tuning aims at "
+                   "[hmc 0.8, metropolis and wolff 0.5]")
     a.add_argument("--no-tune", action="store_true", default=None, help="keep the step size / width fixed")
+    w = p.add_argument_group("wolff cluster updates", "one update = M Metropolis sweeps, then K single-cluster "
+                             "updates; tau_int is in updates, one update ~ M + <cluster_fraction> sweeps "
+                             "(cluster_fraction = cluster sites / V, stored per configuration)")
+    w.add_argument("--clusters-per-sweep", type=int, help="wolff: K, single-cluster updates per update "
+                   f"[{DEFAULTS['clusters_per_sweep']}]")
+    w.add_argument("--metropolis-sweeps", type=int, help="wolff: M, Metropolis sweeps per update (width tuned as "
+                   f"metropolis); 0 = pure clusters (xy only: phi4 clusters flip only signs) "
+                   f"[{DEFAULTS['metropolis_sweeps']}]")
+    o = p.add_argument_group("heatbath / overrelaxation (xy, u1; even L)", "heatbath: one update = one checkerboard "
+                             "sweep drawing every spin / link from its von Mises conditional (Best-Fisher, exact). "
+                             "overrelaxation: one update = one heat-bath sweep (or, with --or-with metropolis, one "
+                             "Metropolis sweep tuned by --delta / --target-accept as metropolis) followed by K "
+                             "over-relaxation sweeps theta -> 2 arg(h) - theta (reflection about the local field / "
+                             "staple angle, S unchanged); tau_int is in updates of 1 + K sweeps")
+    o.add_argument("--or-per-sweep", type=int, help="overrelaxation: K, over-relaxation sweeps after each heat-bath "
+                   "or Metropolis sweep (0 = none) [3]")
+    o.add_argument("--or-with", choices=["heatbath", "metropolis"], help="overrelaxation: the ergodic sweep the "
+                   "over-relaxation sweeps follow [heatbath]")
     m = p.add_argument_group("learned proposals (learned-mh, hybrid, model-samples)")
     m.add_argument("--proposal", type=Path, help="run folder of a model trained by python -m train; the theory "
                    "flags default to the model's")
@@ -68,6 +98,17 @@ def build_parser() -> argparse.ArgumentParser:
                    f"above) [{DEFAULTS['local']}]")
     m.add_argument("--local-per-proposal", "--hmc-per-proposal", dest="local_per_proposal", type=int,
                    help=f"hybrid: local updates before each learned-MH step [{DEFAULTS['local_per_proposal']}]")
+    d = p.add_argument_group("diffusion-model proposals")
+    d.add_argument("--model-sampler", choices=["ode", "sde"], help="ode: probability-flow ODE with the exact "
+                   "log q of the discrete map (needed by learned-mh, hybrid); sde: reverse SDE, no density "
+                   "(model-samples only) [ode]")
+    d.add_argument("--diffusion-steps", type=int, help="integration steps from t = 1 to t_min [the model's]")
+    d.add_argument("--ode-integrator", choices=["euler", "heun"], help="fixed-step PF-ODE scheme [the model's]")
+    d.add_argument("--corrector-steps", type=int, help="sde: Langevin corrector steps after each predictor step [0]")
+    d.add_argument("--target-beta", type=float, help="u1, xy: generate at this beta with a model trained at "
+                   "another (score rescaled by beta / beta_0; learned-mh stays exact)")
+    d.add_argument("--target-kappa", type=float, help="phi4 (hopping parameters): generate at this kappa (exact "
+                   "t -> 0 score shift; learned-mh stays exact)")
     r = p.add_argument_group("run")
     r.add_argument("--n-configs", type=int, help="number of configurations to store (in total, with --resume)")
     r.add_argument("--every", type=int, help=f"updates (sweeps / trajectories) between stored configurations "
@@ -111,7 +152,14 @@ def make_sampler(args):
         if args.proposal is None:
             raise UsageError(f"--algorithm {args.algorithm} needs --proposal RUN (a run folder of python -m train)")
         proposal = {"path": str(args.proposal), "batch_size": args.proposal_batch, "device": args.device,
-                    "dtype": args.proposal_dtype, "seed": args.seed, "symmetrize": args.symmetrize}
+                    "dtype": args.proposal_dtype, "seed": args.seed, "symmetrize": args.symmetrize,
+                    "sampling": diffusion_sampling(args), "target": {}}
+        if args.target_beta is not None and args.target_kappa is not None:
+            raise UsageError("give --target-beta or --target-kappa, not both")
+        if args.target_beta is not None:
+            proposal["target"] = {"beta": args.target_beta}
+        elif args.target_kappa is not None:
+            proposal["target"] = {"kappa": args.target_kappa}
         if args.algorithm != "hybrid":
             return SAMPLERS[args.algorithm](proposal), False
         local, tune = make_local_sampler(args, args.local)
@@ -120,11 +168,26 @@ def make_sampler(args):
     return make_local_sampler(args, args.algorithm)
 
 
+def diffusion_sampling(args) -> dict:
+    """The diffusion-model sampling options given by the flags (the model's defaults for the others)."""
+    names = {"model_sampler": "sampler", "diffusion_steps": "n_steps", "ode_integrator": "integrator",
+             "corrector_steps": "corrector_steps"}
+    return {key: getattr(args, flag) for flag, key in names.items() if getattr(args, flag, None) is not None}
+
+
 def make_local_sampler(args, algorithm: str):
     """HMC or Metropolis as the flags describe, and whether to tune it."""
     from samplers import HMC, Metropolis
 
     tune = not args.no_tune
+    if algorithm in ("heatbath", "overrelaxation"):
+        return make_heatbath_sampler(args, algorithm), tune
+    if algorithm == "wolff":
+        from samplers import Wolff
+
+        target = 0.5 if args.target_accept is None else args.target_accept
+        return Wolff(clusters_per_sweep=args.clusters_per_sweep, metropolis_sweeps=args.metropolis_sweeps,
+                     delta=args.delta, target_accept=target), tune
     if algorithm == "metropolis":
         target = 0.5 if args.target_accept is None else args.target_accept
         return Metropolis(delta=args.delta, target_accept=target), tune
@@ -136,6 +199,20 @@ def make_local_sampler(args, algorithm: str):
         tune, step = False, args.traj_length / args.n_steps
     return HMC(step_size=step, traj_length=args.traj_length, n_steps=args.n_steps or 0, jitter=args.jitter,
                integrator=args.integrator, target_accept=target), tune
+
+
+def make_heatbath_sampler(args, algorithm: str):
+    """heatbath, or overrelaxation (--or-per-sweep K, default 3; --or-with heatbath|metropolis)."""
+    from samplers import HeatBath, OverRelaxation
+
+    if algorithm == "heatbath":
+        if args.or_per_sweep is not None or args.or_with is not None:
+            raise UsageError("--or-per-sweep / --or-with go with --algorithm overrelaxation "
+                             "(heatbath is overrelaxation with --or-per-sweep 0)")
+        return HeatBath()
+    target = 0.5 if args.target_accept is None else args.target_accept
+    return OverRelaxation(or_per_sweep=3 if args.or_per_sweep is None else args.or_per_sweep,
+                          or_with=args.or_with or "heatbath", delta=args.delta, target_accept=target)
 
 
 def theory_for(args, sampler):

@@ -3,6 +3,7 @@
     python -m train --theory phi4 --L 8 --m2 -4 --g 8 --model realnvp --objective reverse-kl --steps 3000 --out runs/phi4_L8
     python -m train --theory u1 --L 8 --beta 2 --model gauge-flow --objective reverse-kl --out runs/u1_L8_b2
     python -m train --ensemble data/xy_L16_b1.h5 --model circular-flow --objective forward-kl --out runs/xy_L16
+    python -m train --ensemble data/u1_L8_b1.h5 --model diffusion --steps 4000 --out runs/u1_L8_dm
     python -m train --out runs/phi4_L8 --resume --steps 6000
 
 Writes runs/NAME/: checkpoint.pt (model, theory, lattice, settings, optimizer/scheduler/RNG state),
@@ -23,7 +24,10 @@ from lattice.cli import (UsageError, add_config_argument, add_theory_arguments, 
 
 DEFAULTS = {"objective": "reverse-kl", "steps": 1000, "batch_size": 256, "lr": 1e-3, "lr_schedule": "cosine",
             "grad_clip": 10.0, "checkpoint_every": 100, "seed": 0, "device": "cpu", "dtype": "float32",
-            "eval_batch": 4096}
+            "eval_batch": 4096, "physics_weight": 0.0}
+# diffusion models train by denoising score matching; their final evaluation needs exact PF-ODE densities
+# (one full Jacobian per step and sample), so it is small by default and skipped above 128 degrees of freedom
+DIFFUSION_EVAL = {"max_dof": 128, "eval_batch": 256}
 HYPER_FLAGS = ("n_layers", "hidden", "kernel_size")
 
 
@@ -34,25 +38,30 @@ def build_parser() -> argparse.ArgumentParser:
     add_theory_arguments(p)
     p.add_argument("--ensemble", type=Path, help="HDF5 ensemble: the theory comes from it; needed by forward-kl")
     m = p.add_argument_group("model")
-    m.add_argument("--model", choices=["realnvp", "circular-flow", "gauge-flow", "autoregressive"],
+    m.add_argument("--model", choices=["realnvp", "circular-flow", "gauge-flow", "autoregressive", "diffusion"],
                    help="realnvp (phi4), circular-flow (xy), gauge-flow (u1), autoregressive (phi4, xy; "
-                        "--model-opt arch=pixelcnn|made, n_components=K)")
+                        "--model-opt arch=pixelcnn|made, n_components=K), diffusion (phi4, xy, u1; trained by dsm "
+                        "on --ensemble; --model-opt schedule=ve|geometric, sigma=25, n_steps=32, integrator=euler|heun)")
     m.add_argument("--n-layers", type=int, help="coupling layers [model default]")
     m.add_argument("--hidden", help="hidden channels of the conditioner CNN, e.g. 16,16 [model default]")
     m.add_argument("--kernel-size", type=int, help="conditioner kernel size [3]")
     m.add_argument("--model-opt", action="append", default=None, metavar="KEY=VALUE",
                    help="a model-specific hyperparameter (repeatable), e.g. n_bins=8")
     t = p.add_argument_group("training")
-    t.add_argument("--objective", choices=["reverse-kl", "forward-kl", "reverse-kl-score"],
-                   help=f"reverse-kl-score: score-function gradient (automatic for autoregressive) "
-                        f"[{DEFAULTS['objective']}]")
+    t.add_argument("--objective", choices=["reverse-kl", "forward-kl", "reverse-kl-score", "dsm"],
+                   help=f"reverse-kl-score: score-function gradient (automatic for autoregressive); dsm: denoising "
+                        f"score matching (diffusion) [{DEFAULTS['objective']}; dsm for diffusion]")
+    t.add_argument("--physics-weight", type=float, help="dsm: weight of the known score -grad S at the smallest "
+                   f"noise level, a physics-informed term [{DEFAULTS['physics_weight']}]")
     t.add_argument("--steps", type=int, help=f"optimizer steps in total [{DEFAULTS['steps']}]")
     t.add_argument("--batch-size", type=int, help=f"[{DEFAULTS['batch_size']}]")
     t.add_argument("--lr", type=float, help=f"Adam learning rate [{DEFAULTS['lr']}]")
     t.add_argument("--lr-schedule", choices=["cosine", "constant"], help=f"[{DEFAULTS['lr_schedule']}]")
     t.add_argument("--grad-clip", type=float, help=f"max gradient norm, 0: off [{DEFAULTS['grad_clip']}]")
     t.add_argument("--checkpoint-every", type=int, help=f"steps between checkpoints [{DEFAULTS['checkpoint_every']}]")
-    t.add_argument("--eval-batch", type=int, help=f"model samples for the final ESS/acceptance [{DEFAULTS['eval_batch']}]")
+    t.add_argument("--eval-batch", type=int, help=f"model samples for the final ESS/acceptance, 0: none "
+                   f"[{DEFAULTS['eval_batch']}; diffusion: {DIFFUSION_EVAL['eval_batch']}, none above "
+                   f"{DIFFUSION_EVAL['max_dof']} degrees of freedom]")
     t.add_argument("--seed", type=int, help=f"[{DEFAULTS['seed']}]")
     t.add_argument("--device", help="cpu, cuda, cuda:1, ... [cpu]")
     t.add_argument("--dtype", choices=["float32", "float64"], help=f"[{DEFAULTS['dtype']}]")
@@ -127,8 +136,13 @@ def run(args, parser) -> int:
     else:
         theory = theory_for(args)
         if args.model is None:
-            raise UsageError("--model is required (realnvp, circular-flow, gauge-flow or autoregressive)")
-        values = {k: getattr(args, k) if getattr(args, k) is not None else v for k, v in DEFAULTS.items()}
+            raise UsageError("--model is required (realnvp, circular-flow, gauge-flow, autoregressive or diffusion)")
+        defaults = dict(DEFAULTS)
+        if args.model == "diffusion":
+            defaults["objective"] = "dsm"
+            small = theory.n_dof <= DIFFUSION_EVAL["max_dof"]
+            defaults["eval_batch"] = DIFFUSION_EVAL["eval_batch"] if small else 0
+        values = {k: getattr(args, k) if getattr(args, k) is not None else v for k, v in defaults.items()}
         config = TrainConfig(model=args.model, hyper=hyperparameters(args),
                              ensemble=str(args.ensemble) if args.ensemble else None, **values)
         config.check()
@@ -148,8 +162,12 @@ def run(args, parser) -> int:
     summary = train(flow, config, out, resume=resume, progress=not quiet and sys.stderr.isatty())
     if not quiet:
         print(f"final loss:     {summary['final_loss']:.4f}")
-        print(f"ESS/N:          {summary['ess']:.3f}  ({summary['eval_samples']} model samples reweighted to exp(-S))")
-        print(f"MH acceptance:  {summary['acceptance']:.3f}  (independence Metropolis-Hastings with this model)")
+        if summary["eval_samples"]:
+            print(f"ESS/N:          {summary['ess']:.3f}  ({summary['eval_samples']} model samples reweighted to "
+                  f"exp(-S))")
+            print(f"MH acceptance:  {summary['acceptance']:.3f}  (independence Metropolis-Hastings with this model)")
+        else:
+            print("ESS/N:          not evaluated (--eval-batch 0)")
         print(f"training time:  {summary['train_time_s']:.1f} s")
         print(f"written:        {out}/checkpoint.pt, metrics.jsonl, summary.json")
     return 0

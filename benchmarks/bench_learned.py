@@ -14,7 +14,7 @@ Training: Adam, batch 64, lr 3e-3 with the cosine schedule, the step count set t
 Everything runs on one core (torch and Numba single-threaded), one process at a time, so the
 timings compare like with like.
 
-    PYTHONPATH=. python benchmarks/bench_learned.py [--cases u1_b2 u1_b4 u1_b6 phi4 xy phi4_ar xy_ar xy_b11_ar xy16_ar] [--train-minutes 4]
+    PYTHONPATH=. python benchmarks/bench_learned.py [--cases u1_b2 u1_b4 u1_b6 phi4 xy phi4_ar xy_ar xy_b11_ar xy16_ar xy16_b11_ar] [--train-minutes 4]
 """
 from __future__ import annotations
 
@@ -55,6 +55,7 @@ CASES = {  # name -> theory, model + hyperparameters, configurations, slow obser
     "xy_ar": dict(theory=("xy", 8, {"beta": 1.0}), model="autoregressive", hyper={}, n=20000, obs="e"),
     "xy_b11_ar": dict(theory=("xy", 8, {"beta": 1.1}), model="autoregressive", hyper={}, n=20000, obs="e"),
     "xy16_ar": dict(theory=("xy", 16, {"beta": 1.0}), model="autoregressive", hyper={}, n=20000, obs="e"),
+    "xy16_b11_ar": dict(theory=("xy", 16, {"beta": 1.1}), model="autoregressive", hyper={}, n=20000, obs="e"),
 }
 ALGORITHMS = ("hmc", "learned-mh", "hybrid")
 

@@ -80,6 +80,9 @@ def analyze(path: str | Path, S: float = 2.0, skip: int = 0, select: str | None 
         settings["reweighted"] = bool(reweight)
         if reweight:
             log_w = ens.diagnostics["log_p"] - ens.diagnostics["log_q"]
+            if not np.isfinite(ens.diagnostics["log_q"]).all():
+                raise EnsembleError(f"{path}: the model gave no density for its samples (e.g. a diffusion model's "
+                                    "reverse SDE); --reweight needs exact log q (--model-sampler ode)")
             settings["ess"] = ess_fraction(log_w)
     elif reweight:
         raise EnsembleError(f"{path} is a chain of the target ({ens.attrs.get('algorithm')}); --reweight applies "

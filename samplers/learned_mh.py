@@ -81,10 +81,15 @@ class _ModelStream:
 
     diagnostics = ("log_q", "log_p", "proposal")
 
+    needs_density = True  # learned-mh and hybrid; model-samples stores whatever log q the model gives
+
     def _init_stream(self, proposal: dict) -> None:
         from .proposal import ModelProposal  # torch is imported only by chains that use a model
 
         self.proposal = ModelProposal.from_settings(proposal)
+        if self.needs_density and not self.proposal.has_density:
+            raise ValueError(f"{self.name} needs the model's exact log q of each proposal; this model samples "
+                             "without a density (a diffusion model's reverse SDE: use --model-sampler ode)")
         self.next_index = 0
         self.log_q_current = math.nan  # NaN: unknown, computed from the configuration when needed
         self.log_p_current = math.nan  # -S of the current configuration (not stored: recomputed exactly)
@@ -166,6 +171,7 @@ class ModelSamples(_ModelStream):
     """Independent draws of the model itself (not an exact chain: reweight with log w)."""
 
     name = "model-samples"
+    needs_density = False
 
     def __init__(self, proposal: dict):
         self._init_stream(proposal)

@@ -24,7 +24,14 @@ of samplers/learned_mh.py and samplers/hybrid.py, with no model-specific code th
 - ``symmetrize="z2"`` (phi^4 only): the exact mixture q_sym(x) = [q(x) + q(-x)] / 2, sampled by
   drawing x ~ q and flipping its sign with probability 1/2; log q_sym needs one more pass (log q
   at -x). This restores the phi -> -phi symmetry a RealNVP does not have, changing log q with it
-  (never a sign flip applied after sampling with the old log q).
+  (never a sign flip applied after sampling with the old log q);
+- ``sampling``: options of how the model generates, for models that have them (diffusion:
+  ``{"sampler": "ode"|"sde", "n_steps": ..., "integrator": ..., "corrector_steps": ..., "snr": ...}``,
+  see samplers/diffusion/model.py). A model whose samples come without a density (a diffusion model's
+  reverse SDE, log q = NaN) serves model-samples only; learned-mh and hybrid refuse it;
+- ``target``: generate at another coupling than the model was trained at (diffusion: ``{"beta": b}``
+  for u1/xy, ``{"kappa": k}`` for phi4); the proposal's theory becomes the target theory, and the
+  log q of the retargeted model is still exact, so chains at the new coupling are exact.
 """
 from __future__ import annotations
 
@@ -72,6 +79,8 @@ class ModelProposal:
     dtype: str = "float64"
     seed: int = 0
     symmetrize: str = "none"
+    sampling: dict = field(default_factory=dict)
+    target: dict = field(default_factory=dict)
     model: str = field(default="", init=False)
     theory: object = field(default=None, init=False, repr=False)
 
@@ -98,6 +107,11 @@ class ModelProposal:
             raise ValueError(f"--device {self.device}: CUDA is not available on this machine")
         self.net, info = load_model(ckpt, device=self.device)
         self.net.to(dtype=getattr(torch, self.dtype)).eval()
+        for option, method in (("sampling", "set_sampling"), ("target", "retarget")):
+            if getattr(self, option):
+                if not hasattr(self.net, method):
+                    raise ValueError(f"{info['model']} models have no {option} options (diffusion models do)")
+                getattr(self.net, method)(**getattr(self, option))
         self.model, self.theory = info["model"], self.net.theory
         if self.symmetrize not in SYMMETRIES:
             raise ValueError(f"unknown symmetrize {self.symmetrize!r}; choose from {', '.join(SYMMETRIES)}")
@@ -111,8 +125,13 @@ class ModelProposal:
     def settings(self) -> dict:
         s = {k: v for k, v in asdict(self).items() if k not in ("model", "theory")}
         s["path"] = str(self.path)
-        s["exact"] = self.dtype == "float64"
+        s["exact"] = self.dtype == "float64" and self.has_density
         return s
+
+    @property
+    def has_density(self) -> bool:
+        """Whether the model returns log q with its samples (all do, but a diffusion model's SDE)."""
+        return getattr(self.net, "exact_density", True)
 
     @classmethod
     def from_settings(cls, settings: dict) -> "ModelProposal":
@@ -136,7 +155,7 @@ class ModelProposal:
     def sample_batch(self, batch: int) -> tuple[np.ndarray, np.ndarray]:
         """Batch number ``batch`` of the stream: configurations (B, *config_shape) float64 and log q."""
         gen = self._generator(batch)
-        with torch.inference_mode():
+        with torch.no_grad():  # not inference_mode: exact densities may need autograd (diffusion Jacobians)
             x, lq = self.net.sample(self.batch_size, gen)
             if self.symmetrize == "z2":  # q_sym(s x) = q_sym(x) = [q(x) + q(-x)] / 2 for either sign s
                 lq = self._log_q_torch(x, lq)
@@ -156,7 +175,7 @@ class ModelProposal:
 
     def log_q(self, x: np.ndarray) -> float:
         """Exact log q of one configuration (e.g. the current state of a chain, or a hot start)."""
-        with torch.inference_mode():
+        with torch.no_grad():
             return float(self._log_q_torch(self._tensor(x)[None])[0])
 
     def check_theory(self, theory) -> None:
@@ -166,4 +185,6 @@ class ModelProposal:
             want = ", ".join(f"{k}={v}" for k, v in theory.params().items())
             raise ValueError(f"the model in {self.path} is for {self.theory.name} ({mine}) on "
                              f"{'x'.join(map(str, self.theory.shape))}, not {theory.name} ({want}) on "
-                             f"{'x'.join(map(str, theory.shape))}")
+                             f"{'x'.join(map(str, theory.shape))}"
+                             + ("; generate at another coupling with --target-beta / --target-kappa"
+                                if hasattr(self.net, "retarget") else ""))

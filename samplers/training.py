@@ -14,6 +14,11 @@ Objectives (log q of the model, log p = -S of the target, both float64):
                  serves models whose sampling is not reparameterizable (autoregressive models);
                  ``reverse-kl`` switches to it by itself for a model with ``reparameterizable = False``
                  (the objective is the same, only the gradient estimator differs).
+    dsm          denoising score matching on an HDF5 ensemble, for diffusion models
+                 (samplers/diffusion/model.py); ``physics_weight`` > 0 adds the known score -grad S at
+                 the smallest noise level. The model is not sampled during training: the per-step
+                 ESS / acceptance metrics are null, and the final evaluation (exact PF-ODE densities)
+                 runs on ``eval_batch`` samples (0: skipped).
 Metrics every step (metrics.jsonl): loss, ESS/N of the model's batch reweighted to p, and the
 acceptance an independence Metropolis-Hastings chain would have on it (samplers/weights.py).
 """
@@ -60,17 +65,22 @@ class TrainConfig:
     seed: int = 0
     device: str = "cpu"
     dtype: str = "float32"
-    ensemble: str | None = None  # forward-kl: the HDF5 ensemble
-    eval_batch: int = 4096  # model samples for the final ESS / acceptance
+    ensemble: str | None = None  # forward-kl, dsm: the HDF5 ensemble
+    eval_batch: int = 4096  # model samples for the final ESS / acceptance (0: none)
+    physics_weight: float = 0.0  # dsm: weight of the known-score term at t_min
 
     def check(self) -> None:
         if self.objective not in OBJECTIVES:
             raise ValueError(f"unknown objective {self.objective!r}; choose from {', '.join(OBJECTIVES)}")
-        if self.objective == "forward-kl" and not self.ensemble:
-            raise ValueError("--objective forward-kl needs --ensemble FILE (an ensemble of the target)")
-        for name in ("steps", "batch_size", "checkpoint_every", "eval_batch"):
+        if self.objective in ("forward-kl", "dsm") and not self.ensemble:
+            raise ValueError(f"--objective {self.objective} needs --ensemble FILE (an ensemble of the target)")
+        for name in ("steps", "batch_size", "checkpoint_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+        if self.eval_batch < 0:
+            raise ValueError(f"--eval-batch must be >= 0, got {self.eval_batch}")
+        if not self.physics_weight >= 0:
+            raise ValueError(f"--physics-weight must be >= 0, got {self.physics_weight}")
         if not self.lr > 0:
             raise ValueError(f"--lr must be > 0, got {self.lr}")
         if self.lr_schedule not in ("cosine", "constant"):
@@ -121,7 +131,31 @@ class ReverseKLScore:
         return surrogate - surrogate.detach() + f.mean(), -f
 
 
-OBJECTIVES = {"reverse-kl": ReverseKL(), "forward-kl": ForwardKL(), "reverse-kl-score": ReverseKLScore()}
+class DenoisingScoreMatching:
+    """The DSM loss of a diffusion model on an ensemble batch; no model samples (log_w None)."""
+
+    name = "dsm"
+
+    def __init__(self, physics_weight: float = 0.0):
+        self.physics_weight = physics_weight
+
+    def loss(self, flow, batch_size: int, generator: torch.Generator, data=None):
+        return flow.dsm_loss(data, generator, self.physics_weight), None
+
+
+OBJECTIVES = {"reverse-kl": ReverseKL(), "forward-kl": ForwardKL(), "reverse-kl-score": ReverseKLScore(),
+              "dsm": DenoisingScoreMatching()}
+
+
+def objective_for(flow, config: "TrainConfig"):
+    """The objective of ``config`` for this model (ValueError if the model cannot be trained by it)."""
+    is_diffusion = hasattr(flow, "dsm_loss")
+    if is_diffusion != (config.objective == "dsm"):
+        raise ValueError(f"{flow.name} models train by --objective dsm" if is_diffusion
+                         else f"--objective dsm is for diffusion models, not {flow.name}")
+    if config.objective == "dsm":
+        return DenoisingScoreMatching(config.physics_weight)
+    return OBJECTIVES[config.objective]
 
 
 # ------------------------------------------------------------------------------------ checkpoints
@@ -221,7 +255,7 @@ def train(flow: Flow, config: TrainConfig, run_dir: Path, resume: bool = False, 
     scheduler = _scheduler(optimizer, config)
     generator = torch.Generator(device=device).manual_seed(config.seed)
     data_rng = np.random.default_rng(config.seed)
-    objective = OBJECTIVES[config.objective]
+    objective = objective_for(flow, config)
     step = 0
     if resume:
         ckpt = read_checkpoint(run_dir)
@@ -252,14 +286,16 @@ def train(flow: Flow, config: TrainConfig, run_dir: Path, resume: bool = False, 
             optimizer.step()
             scheduler.step()
             step += 1
-            lw = log_w.cpu().numpy()
-            last = {"step": step, "loss": loss.item(), "ess": ess_fraction(lw), "acceptance": imh_acceptance(lw),
+            lw = None if log_w is None else log_w.cpu().numpy()
+            last = {"step": step, "loss": loss.item(), "ess": None if lw is None else ess_fraction(lw),
+                    "acceptance": None if lw is None else imh_acceptance(lw),
                     "lr": scheduler.get_last_lr()[0], "time": elapsed0 + time.perf_counter() - t_start}
             log.write(json.dumps(last) + "\n")
             log.flush()
             bar.update(1)
-            bar.set_postfix(loss=f"{last['loss']:.3f}", ess=f"{last['ess']:.2f}", acc=f"{last['acceptance']:.2f}",
-                            refresh=False)
+            shown = {k: f"{last[k]:.3f}" if k == "loss" else f"{last[k]:.2f}"
+                     for k in ("loss", "ess", "acceptance") if last[k] is not None}
+            bar.set_postfix(refresh=False, **shown)
             if step % config.checkpoint_every == 0 or step == config.steps:
                 if not all(torch.isfinite(p).all() for p in flow.parameters()):
                     raise TrainingError(f"parameters became non-finite by step {step}; the last good checkpoint "
@@ -267,7 +303,8 @@ def train(flow: Flow, config: TrainConfig, run_dir: Path, resume: bool = False, 
                 save_checkpoint(run_dir / CHECKPOINT, flow, config, step, optimizer, scheduler, generator, data_rng)
         bar.close()
 
-    final = evaluate(flow, config.eval_batch, config.batch_size, seed=config.seed + 1)
+    final = evaluate(flow, config.eval_batch, config.batch_size, seed=config.seed + 1) if config.eval_batch \
+        else {"ess": None, "acceptance": None, "var_log_w": None, "n": 0}
     summary = {"model": flow.name, "objective": config.objective, "steps": step,
                "final_loss": last.get("loss", math.nan), "train_time_s": last.get("time", 0.0),
                "ess": final["ess"], "acceptance": final["acceptance"], "var_log_w": final["var_log_w"],

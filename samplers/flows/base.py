@@ -27,7 +27,8 @@ from torch import nn
 # ``build(theory, **hyperparameters) -> model``; a module that is not a flow (no transforms) says
 # so with ``FLOW = False`` (the shared transform tests skip it)
 MODELS = {"realnvp": "samplers.flows.realnvp", "circular-flow": "samplers.flows.circular",
-          "gauge-flow": "samplers.flows.gauge", "autoregressive": "samplers.autoregressive"}
+          "gauge-flow": "samplers.flows.gauge", "autoregressive": "samplers.autoregressive",
+          "diffusion": "samplers.diffusion"}
 
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}

@@ -1,0 +1,341 @@
+"""Score-based diffusion models behind the proposal interface (samplers/proposal.py).
+
+Training: denoising score matching (Vincent 2011; Song et al. ICLR 2021) on an ensemble x_0,
+
+    L = E_t E_{x_0} E_{x_t | x_0} [ std(t)^2 | s_theta(x_t, t) - grad log K(x_t | x_0) |^2 ] / n_dof,
+
+t ~ U(t_min, 1); K is the Gaussian kernel (phi4: target -(x_t - x_0)/std^2 = -z/std) or the wrapped
+Gaussian on the torus (xy, u1: samplers/diffusion/schedules.py). ``physics_weight`` > 0 adds the
+known score at the smallest noise level as a physics-informed term (see ``dsm_loss``).
+
+Generation (schedules.py's VE SDE dx = g dw, integrated backwards from t = 1 to t_min on the grid
+t_k = 1 - k (1 - t_min) / n_steps):
+
+- reverse SDE, Euler-Maruyama: x <- x + g^2 s h + g sqrt(h) z, optionally followed by Langevin
+  corrector steps (Song et al.'s predictor-corrector with signal-to-noise ratio ``snr``). No density.
+- probability-flow ODE dx/dt = -g^2 s / 2, with a fixed step scheme ("euler" or "heun"). Each step
+  x_{k+1} = Phi_k(x_k) is a deterministic map, and the sample is x = Phi_{n-1}(...Phi_0(x_T)) with
+  x_T from the exact prior N(0, std(1)^2) (wrapped on the torus), so
+
+      log q(x) = log r(x_T) - sum_k log |det dPhi_k/dx (x_k)|
+
+  exactly, with every Jacobian computed in full by forward-mode autodiff (torch.func.jacfwd, one
+  tangent per degree of freedom) and its log-determinant by an LU factorization, in float64 when
+  the model is float64. This is the density of the discrete map that made x, not an estimate of
+  the continuous flow's density: it holds whatever the step count, provided every Phi_k is a
+  diffeomorphism (a step with h * Lip(drift) < 1 is; on the torus Phi_k is a degree-one map, so a
+  positive Jacobian determinant everywhere makes it a bijection). A non-positive determinant is
+  detected and refused (ValueError: take more steps).
+  Cost: n_dof forward-mode passes of the network per step and sample, plus an n_dof^3 LU: practical
+  here for n_dof up to a few hundred (8 x 8 lattices); see docs/diffusion.md for measured costs.
+- ``log_q(x)`` of a given x inverts each step by fixed-point iteration x_k = x_{k+1} - Delta_k(x_k)
+  (a contraction under the same condition), converged to ``INVERSE_TOL`` in max norm, then sums the
+  same exact log-determinants; it is exact to that tolerance (used by hybrid chains and reweighting;
+  learned-mh uses the log q returned with each sample).
+
+Transfer across couplings (``retarget``): for U(1) and XY the action is linear in beta, so the score
+of the target at t -> 0 is (beta / beta_0) times that at beta_0; the retargeted model uses
+s(x, t) = (beta / beta_0) s_theta(x, t) at every t ("physics-conditioned" rescaling). For phi4
+(hopping parameterization) the action is linear in kappa only in its hopping term, and the model
+adds the exact t -> 0 score difference 2 (kappa - kappa_0) sum_mu (phi_{x+mu} + phi_{x-mu}),
+damped by 1 / (1 + std(t)^2) at larger noise (a heuristic; the noised score is not known). Either
+way the map, and so the exact density above, is that of the retargeted model: with learned-mh the
+chain at the new coupling is exact, however good the transfer.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from .schedules import (Schedule, normal_log_prob, wrap, wrapped_normal_log_prob, wrapped_normal_score)
+
+INTEGRATORS = ("euler", "heun")
+SAMPLERS = ("ode", "sde")
+INVERSE_TOL = 1e-12
+JACOBIAN_CHUNK = 8192  # cotangents per vmapped Jacobian batch (sample chunk = this // n_dof)
+
+
+class DiffusionModel(nn.Module):
+    """A score network + VE noise schedule for one theory; name, hyper, theory, log_p like ``Flow``."""
+
+    reparameterizable = False
+
+    def __init__(self, net: nn.Module, schedule: Schedule, theory, name: str, hyper: dict, t_min: float = 1e-3,
+                 n_steps: int = 32, integrator: str = "euler"):
+        super().__init__()
+        self.net = net
+        self.schedule = schedule
+        self.theory = theory
+        self.base_theory = theory
+        self.name = name
+        self.hyper = dict(hyper)
+        self.t_min = float(t_min)
+        self.periodic = theory.name in ("xy", "u1")
+        self.config_shape = tuple(theory.config_shape)
+        self.n_dof = math.prod(self.config_shape)
+        self.score_scale = 1.0
+        self.kappa_shift = 0.0
+        self.sampler = "ode"
+        self.corrector_steps = 0
+        self.snr = 0.16
+        self.set_sampling(n_steps=n_steps, integrator=integrator)
+        self.register_buffer("_anchor", torch.zeros(()), persistent=False)
+
+    # ------------------------------------------------------------------ configuration
+    @property
+    def exact_density(self) -> bool:
+        """True when ``sample`` returns the exact log q of its samples (the PF-ODE sampler)."""
+        return self.sampler == "ode"
+
+    def set_sampling(self, sampler: str | None = None, n_steps: int | None = None, integrator: str | None = None,
+                     corrector_steps: int | None = None, snr: float | None = None) -> "DiffusionModel":
+        """Choose how ``sample`` generates: "ode" (exact log q) or "sde" (log q = NaN), the number of
+        integration steps, the ODE integrator, and the SDE's Langevin corrector steps and snr."""
+        if sampler is not None:
+            if sampler not in SAMPLERS:
+                raise ValueError(f"unknown diffusion sampler {sampler!r}; choose from {', '.join(SAMPLERS)}")
+            self.sampler = sampler
+        if n_steps is not None:
+            if int(n_steps) != n_steps or n_steps < 1:
+                raise ValueError(f"diffusion steps must be a positive integer, got {n_steps}")
+            self.n_steps = int(n_steps)
+        if integrator is not None:
+            if integrator not in INTEGRATORS:
+                raise ValueError(f"unknown integrator {integrator!r}; choose from {', '.join(INTEGRATORS)}")
+            self.integrator = integrator
+        if corrector_steps is not None:
+            if int(corrector_steps) != corrector_steps or corrector_steps < 0:
+                raise ValueError(f"corrector steps must be a non-negative integer, got {corrector_steps}")
+            self.corrector_steps = int(corrector_steps)
+        if snr is not None:
+            if not snr > 0:
+                raise ValueError(f"corrector snr must be > 0, got {snr}")
+            self.snr = float(snr)
+        return self
+
+    def retarget(self, **params) -> "DiffusionModel":
+        """Generate at another coupling: beta=... (u1, xy) or kappa=... (phi4, hopping parameters).
+        Sets ``theory`` to the target theory; the trained theory stays in ``base_theory``."""
+        import dataclasses
+
+        base = self.base_theory
+        if base.name in ("u1", "xy"):
+            if set(params) != {"beta"}:
+                raise ValueError(f"a {base.name} diffusion model is retargeted by beta only, got {sorted(params)}")
+            beta = float(params["beta"])
+            if not beta > 0:
+                raise ValueError(f"target beta must be > 0, got {beta}")
+            self.score_scale = beta / base.beta
+            self.theory = dataclasses.replace(base, beta=beta)
+        else:
+            if set(params) != {"kappa"}:
+                raise ValueError(f"a phi4 diffusion model is retargeted by kappa only, got {sorted(params)}")
+            if base.parameterization != "hopping":
+                raise ValueError("--target-kappa needs a model trained in the hopping parameterization "
+                                 "(--kappa, --lam), not m2, g")
+            kappa = float(params["kappa"])
+            if not kappa > 0:
+                raise ValueError(f"target kappa must be > 0, got {kappa}")
+            self.kappa_shift = kappa - base.kappa
+            self.theory = dataclasses.replace(base, kappa=kappa)
+        return self
+
+    # ------------------------------------------------------------------ score
+    def score(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """The model's score s(x, t) (retargeted if ``retarget`` was called); t of shape (N,)."""
+        std = self.schedule.std(t)
+        s = self.net(x, std)
+        if self.score_scale != 1.0:
+            s = self.score_scale * s
+        if self.kappa_shift != 0.0:
+            s = s + self.kappa_shift * self._hopping_score(x) / (1 + std ** 2).view(-1, *[1] * (x.dim() - 1))
+        return s
+
+    @staticmethod
+    def _hopping_score(x: torch.Tensor) -> torch.Tensor:
+        """-d/dphi of -2 sum_{x,mu} phi_x phi_{x+mu} per unit kappa: 2 sum_mu (phi_{x+mu} + phi_{x-mu})."""
+        out = torch.zeros_like(x)
+        for d in range(1, x.dim()):
+            out = out + torch.roll(x, 1, d) + torch.roll(x, -1, d)
+        return 2 * out
+
+    # ------------------------------------------------------------------ training
+    def dsm_loss(self, x0: torch.Tensor, generator: torch.Generator | None = None,
+                 physics_weight: float = 0.0) -> torch.Tensor:
+        """Denoising score-matching loss of a batch of configurations x0 (module dtype).
+
+        physics_weight w > 0 adds w * E | std s_theta(x0 + std(t_min) z, t_min) + std grad S(x0') |^2 / n_dof,
+        the known target score -grad S at the smallest noise level, evaluated at the slightly noised
+        configuration (a physics-informed term; at t_min the noised density is close to exp(-S))."""
+        n = x0.shape[0]
+        a = self._anchor
+        t = self.t_min + (1 - self.t_min) * torch.rand(n, generator=generator, device=a.device, dtype=a.dtype)
+        std = self.schedule.std(t)
+        view = (-1, *[1] * (x0.dim() - 1))
+        z = torch.randn(x0.shape, generator=generator, device=a.device, dtype=a.dtype)
+        xt = x0 + std.view(view) * z
+        if self.periodic:
+            n_images = int(math.ceil(4 * float(std.max()) / (2 * math.pi))) + 1
+            target = wrapped_normal_score(xt - x0, std.view(view).expand_as(xt), n_images)
+            xt = wrap(xt)
+        else:
+            target = -z / std.view(view)
+        s = self.net(xt, std)
+        loss = ((std.view(view) * (s - target)) ** 2).flatten(1).sum(1).mean() / self.n_dof
+        if physics_weight > 0:
+            t0 = torch.full((n,), self.t_min, device=a.device, dtype=a.dtype)
+            std0 = self.schedule.std(t0)
+            x_small = x0 + std0.view(view) * torch.randn(x0.shape, generator=generator, device=a.device,
+                                                         dtype=a.dtype)
+            if self.periodic:
+                x_small = wrap(x_small)
+            known = -self._action_grad(x_small)
+            s0 = self.net(x_small, std0)
+            loss = loss + physics_weight * ((std0.view(view) * (s0 - known)) ** 2).flatten(1).sum(1).mean() / self.n_dof
+        return loss
+
+    def _action_grad(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.enable_grad():
+            xr = x.detach().to(torch.float64).requires_grad_(True)
+            (g,) = torch.autograd.grad(self.base_theory.torch_action(xr).sum(), xr)
+        return g.to(x.dtype)
+
+    # ------------------------------------------------------------------ integration
+    def _grid(self) -> list[float]:
+        return [1.0 - k * (1.0 - self.t_min) / self.n_steps for k in range(self.n_steps + 1)]
+
+    def _t(self, t: float, n: int) -> torch.Tensor:
+        a = self._anchor
+        return torch.full((n,), t, device=a.device, dtype=a.dtype)
+
+    def _ode_increment(self, x: torch.Tensor, t0: float, t1: float) -> torch.Tensor:
+        """Phi(x) - x for one PF-ODE step from t0 down to t1 (unwrapped)."""
+        h = t0 - t1
+        n = x.shape[0]
+
+        def velocity(y, t):  # dx/d(-t) = g^2 s / 2
+            tt = self._t(t, n)
+            return 0.5 * self.schedule.g2(tt).view(-1, *[1] * (y.dim() - 1)) * self.score(y, tt)
+
+        k1 = velocity(x, t0)
+        if self.integrator == "euler":
+            return h * k1
+        k2 = velocity(x + h * k1, t1)
+        return 0.5 * h * (k1 + k2)
+
+    def _step_logdet(self, x: torch.Tensor, t0: float, t1: float) -> torch.Tensor:
+        """log |det dPhi/dx| of one ODE step at each configuration of x, float64, exact: the full
+        Jacobian by reverse-mode autodiff, one cotangent per degree of freedom (torch.func.jacrev,
+        vmapped over configurations; measured faster here than forward mode), then an LU."""
+        d = self.n_dof
+
+        def step(xi):
+            return xi + self._ode_increment(xi.view(1, *self.config_shape), t0, t1)[0].flatten()
+
+        jacobian = torch.func.vmap(torch.func.jacrev(step))
+        out = []
+        chunk = max(1, JACOBIAN_CHUNK // d)
+        flat = x.reshape(x.shape[0], d)
+        for i in range(0, flat.shape[0], chunk):
+            with torch.enable_grad():  # reverse mode needs a graph even when the caller disabled it
+                J = jacobian(flat[i:i + chunk]).to(torch.float64)
+            sign, logabs = torch.linalg.slogdet(J)
+            if not bool((sign > 0).all()):
+                raise ValueError(f"a probability-flow step from t={t0:.4g} to t={t1:.4g} is not invertible "
+                                 f"(Jacobian determinant <= 0): use more --diffusion-steps")
+            out.append(logabs)
+        return torch.cat(out)
+
+    def _prior_sample(self, n: int, generator) -> torch.Tensor:
+        a = self._anchor
+        std1 = float(self.schedule.std(torch.tensor(1.0, dtype=torch.float64)))
+        x = std1 * torch.randn((n, *self.config_shape), generator=generator, device=a.device, dtype=a.dtype)
+        return wrap(x) if self.periodic else x
+
+    def prior_log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        """Exact log-density of the prior at t = 1: N(0, std(1)^2) per dof, wrapped on the torus."""
+        std1 = float(self.schedule.std(torch.tensor(1.0, dtype=torch.float64)))
+        return wrapped_normal_log_prob(x, std1) if self.periodic else normal_log_prob(x, std1)
+
+    def _finish(self, x):
+        return wrap(x) if self.periodic else x
+
+    # ------------------------------------------------------------------ sampling
+    def sample(self, n: int, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """n configurations and log q: exact (PF-ODE, the default) or NaN (reverse SDE)."""
+        if self.sampler == "sde":
+            return self.sample_sde(n, generator), torch.full((n,), math.nan, dtype=torch.float64,
+                                                               device=self._anchor.device)
+        return self.sample_ode(n, generator)
+
+    def sample_ode(self, n: int, generator: torch.Generator | None = None,
+                   with_density: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+        """Probability-flow ODE samples and their exact log q (float64; NaN if not with_density)."""
+        x = self._prior_sample(n, generator)
+        log_q = self.prior_log_prob(x) if with_density else torch.full((n,), math.nan, dtype=torch.float64)
+        grid = self._grid()
+        with torch.no_grad():
+            for t0, t1 in zip(grid[:-1], grid[1:]):
+                if with_density:
+                    log_q = log_q - self._step_logdet(x, t0, t1)
+                x = self._finish(x + self._ode_increment(x, t0, t1))
+        return x, log_q
+
+    def sample_sde(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Reverse-SDE samples (Euler-Maruyama predictor, optional Langevin corrector); no density."""
+        a = self._anchor
+        x = self._prior_sample(n, generator)
+        grid = self._grid()
+        view = (-1, *[1] * len(self.config_shape))
+        with torch.no_grad():
+            for t0, t1 in zip(grid[:-1], grid[1:]):
+                h = t0 - t1
+                tt = self._t(t0, n)
+                g2 = self.schedule.g2(tt).view(view)
+                z = torch.randn(x.shape, generator=generator, device=a.device, dtype=a.dtype)
+                x = self._finish(x + g2 * self.score(x, tt) * h + torch.sqrt(g2 * h) * z)
+                for _ in range(self.corrector_steps):
+                    x = self._langevin(x, self._t(t1, n), generator)
+        return x
+
+    def _langevin(self, x, t, generator):
+        """One corrector step x <- x + e s + sqrt(2 e) z with e = 2 (snr |z| / |s|)^2 (Song et al., Alg. 5)."""
+        a = self._anchor
+        s = self.score(x, t)
+        z = torch.randn(x.shape, generator=generator, device=a.device, dtype=a.dtype)
+        ratio = z.flatten(1).norm(dim=1) / s.flatten(1).norm(dim=1).clamp_min(1e-30)
+        eps = (2 * (self.snr * ratio) ** 2).view(-1, *[1] * len(self.config_shape))
+        return self._finish(x + eps * s + torch.sqrt(2 * eps) * z)
+
+    # ------------------------------------------------------------------ densities
+    def log_q(self, x: torch.Tensor) -> torch.Tensor:
+        """Exact log q of the PF-ODE map at given configurations (steps inverted to INVERSE_TOL)."""
+        a = self._anchor
+        x = x.to(device=a.device, dtype=a.dtype)
+        grid = self._grid()
+        log_det = torch.zeros(x.shape[0], dtype=torch.float64, device=a.device)
+        with torch.no_grad():
+            for t0, t1 in reversed(list(zip(grid[:-1], grid[1:]))):
+                x = self._invert_step(x, t0, t1)
+                log_det = log_det + self._step_logdet(x, t0, t1)
+        return self.prior_log_prob(x) - log_det
+
+    def _invert_step(self, y: torch.Tensor, t0: float, t1: float, max_iter: int = 500) -> torch.Tensor:
+        x = y.clone()
+        for _ in range(max_iter):
+            new = y - self._ode_increment(x, t0, t1)
+            diff = (wrap(new - x) if self.periodic else new - x).abs().max()
+            x = new
+            if float(diff) < INVERSE_TOL:
+                break
+        else:
+            raise ValueError(f"inverting the probability-flow step t={t0:.4g} -> {t1:.4g} did not converge "
+                             f"(|dx| = {float(diff):.2e}); the step map may not be invertible here")
+        x = self._finish(x)
+        return x
+
+    def log_p(self, x: torch.Tensor) -> torch.Tensor:
+        """-S(x) of the target theory (the retargeted one), float64, unnormalized."""
+        return -self.theory.torch_action(x.to(torch.float64))
