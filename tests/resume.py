@@ -12,23 +12,25 @@ def _untimed(run):
             for line in (run / "metrics.jsonl").read_text().splitlines()]
 
 
-def assert_resume_is_exact(make_model, config, tmp_path, monkeypatch, kill_at: int, checkpoint_step: int):
+def assert_resume_is_exact(make_model, config, tmp_path, monkeypatch, kill_at: int, checkpoint_step: int,
+                           hook: str = "log_p"):
     """Train ``make_model()`` with ``config`` uninterrupted, and again interrupted at the ``kill_at``-th
-    evaluation of log p (after the checkpoint of ``checkpoint_step``), then resumed from a model with
-    other initial weights: metrics (all but times) and final weights must be identical."""
+    call of the model's method ``hook`` (log p; dsm_loss for models that never evaluate it in
+    training), after the checkpoint of ``checkpoint_step``, then resumed from a model with other
+    initial weights: metrics (all but times) and final weights must be identical."""
     a, b = tmp_path / "a", tmp_path / "b"
     train(make_model(), config, a)
     interrupted = make_model()
     calls = {"n": 0}
-    real_log_p = interrupted.log_p
+    real = getattr(interrupted, hook)
 
-    def killed(x):
+    def killed(*args, **kwargs):
         calls["n"] += 1
         if calls["n"] == kill_at:
             raise KeyboardInterrupt
-        return real_log_p(x)
+        return real(*args, **kwargs)
 
-    monkeypatch.setattr(interrupted, "log_p", killed)
+    monkeypatch.setattr(interrupted, hook, killed)
     with pytest.raises(KeyboardInterrupt):
         train(interrupted, config, b)
     assert read_checkpoint(b)["step"] == checkpoint_step

@@ -49,6 +49,21 @@ class Schedule:
             return torch.sqrt((self.sigma ** (2 * t) - 1) / (2 * math.log(self.sigma)))
         return self.sigma_min * (self.sigma / self.sigma_min) ** t
 
+    def t_of_std(self, std: float) -> float:
+        """The time at which the kernel has this std (inverse of ``std``)."""
+        if self.kind == "ve":
+            return math.log1p(2 * math.log(self.sigma) * std ** 2) / (2 * math.log(self.sigma))
+        return math.log(std / self.sigma_min) / math.log(self.sigma / self.sigma_min)
+
+    def grid(self, t_min: float, n_steps: int) -> list[float]:
+        """Generation times 1 = t_0 > ... > t_n = t_min, equally spaced in log std(t): the noise
+        level falls by the same factor at every step (Karras et al. 2022 space theirs similarly),
+        so a few steps resolve both the fast start at large noise and the fine end."""
+        hi = float(self.std(torch.tensor(1.0, dtype=torch.float64)))
+        lo = float(self.std(torch.tensor(t_min, dtype=torch.float64)))
+        stds = [hi * (lo / hi) ** (k / n_steps) for k in range(n_steps + 1)]
+        return [1.0] + [self.t_of_std(v) for v in stds[1:-1]] + [t_min]
+
     def g2(self, t: torch.Tensor) -> torch.Tensor:
         """g(t)^2, the diffusion coefficient squared."""
         if self.kind == "ve":

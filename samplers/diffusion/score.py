@@ -11,7 +11,12 @@ Inputs per site (channels), chosen so that the network is a smooth function on t
 
 Outputs: one score component per degree of freedom (u1: two channels, one per link direction),
 divided by std(t), the scale of the true score of the noised field at large t (Song et al.'s
-parameterization), so that the network's raw output is O(1) at every noise level.
+parameterization), so that the network's raw output is O(1) at every noise level. For angle fields
+(xy, u1) it is also multiplied by exp(-std^2 / 2): on the torus the noised density is the target
+convolved with wrapped Gaussians, whose non-constant Fourier modes k decay as exp(-|k|^2 std^2 / 2),
+so the true score vanishes at least that fast; the envelope builds this in exactly, and the
+large-noise steps of generation stay close to the identity (and invertible) whatever the network
+learned there (without it, a score rescaled to a larger beta folded the first PF-ODE steps).
 """
 from __future__ import annotations
 
@@ -75,5 +80,6 @@ class ScoreNet(nn.Module):
         h = self.features(x, std)
         for conv, tb in zip(self.convs, self.time_bias):
             h = self.act(conv(h) + tb(emb)[:, :, None, None])
-        out = self.head(h) / std.view(-1, 1, 1, 1)
+        scale = 1 / std if self.theory_name == "phi4" else torch.exp(-0.5 * std ** 2) / std
+        out = self.head(h) * scale.view(-1, 1, 1, 1)
         return out if self.theory_name == "u1" else out[:, 0]
