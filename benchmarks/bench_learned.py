@@ -24,19 +24,17 @@ os.environ.setdefault("NUMBA_NUM_THREADS", "1")
 
 import argparse
 import datetime
-import io
 import json
 import math
 import platform
 import time
-from contextlib import redirect_stdout
 from pathlib import Path
 
 import torch
 
-import generate
+from benchmarks.common import cost_row, print_cost_table, run_generate
 from lattice import make_theory
-from observables.analysis import AGREE_Z, analyze, check_comparable, z_score
+from observables.analysis import analyze, check_comparable
 from samplers.flows import build_model
 from samplers.training import OBJECTIVES, TrainConfig, train
 
@@ -87,16 +85,6 @@ def train_for(case: dict, minutes: float, run: Path, batch: int = 64, lr: float 
     return summary
 
 
-def run_generate(args: list[str]) -> float:
-    """Wall seconds of one `python -m generate` run (in process, its summary silenced)."""
-    t0 = time.perf_counter()
-    with redirect_stdout(io.StringIO()):
-        code = generate.main(args)
-    if code != 0:
-        raise RuntimeError(f"generate failed: {' '.join(args)}")
-    return time.perf_counter() - t0
-
-
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
@@ -134,30 +122,11 @@ def main(argv=None):
         check_comparable(list(analyses.values()))
         base = analyses["hmc"]
         for algo, a in analyses.items():
-            est = a.estimates[case["obs"]]
-            tau = est.tau_int_updates
             _, wall, n = files[algo]
-            n_differ = sum(abs(z_score(base.estimates[k], a.estimates[k])) >= AGREE_Z
-                           for k in base.estimates if k in a.estimates) if algo != "hmc" else 0
-            extra = 0.0 if algo == "hmc" else train_s
-            row = {"case": cname, "theory": f"{name} L={L} {params}", "algorithm": algo, "n": n,
-                   "acceptance": float(a.attrs.get("acceptance", math.nan)), "obs": case["obs"], "tau_int": tau,
-                   "tau_err": est.tau_int_error * est.every, "short": "short" in a.flags.get(case["obs"], []),
-                   "wall_s": wall, "train_s": extra, "cost_ms": 1e3 * wall * 2 * tau / n,
-                   "cost_total_ms": 1e3 * (wall + extra) * 2 * tau / n, "differ": n_differ,
-                   "model_ess": summary["ess"] if algo != "hmc" else math.nan}
-            rows.append(row)
-            print(json.dumps(row), flush=True)
-    print("\n| case | algorithm | N | acceptance | tau_int (updates) | wall s | cost ms / indep. | training s |"
-          " cost incl. training ms / indep. | vs HMC (incl. training) | DIFFER vs HMC |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    hmc_cost = {r["case"]: r["cost_total_ms"] for r in rows if r["algorithm"] == "hmc"}
-    for r in rows:
-        tau = f"{r['tau_int']:.3g} ± {r['tau_err']:.2g}" + (" (short)" if r["short"] else "")
-        print(f"| {r['theory']} ({r['obs']}) | {r['algorithm']} | {r['n']} | {r['acceptance']:.3f} | {tau} | "
-              f"{r['wall_s']:.1f} | {r['cost_ms']:.3g} | {r['train_s']:.0f} | {r['cost_total_ms']:.3g} | "
-              f"{hmc_cost[r['case']] / r['cost_total_ms']:.2g}x | {r['differ']} |")
-
+            rows.append(cost_row(cname, f"{name} L={L} {params}", algo, a, base, case["obs"], wall, n,
+                                 train_s=0.0 if algo == "hmc" else train_s,
+                                 model_ess=summary["ess"] if algo != "hmc" else math.nan))
+    print_cost_table(rows)
 
 if __name__ == "__main__":
     main()
