@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 from numba import njit, prange
 
@@ -157,6 +158,21 @@ def _link_field(t, mu, i, j, ip, im, jp, jm):
     return fcos(p) + fcos(m), fsin(p) - fsin(m)
 
 
+@njit(cache=True, inline="always")
+def _heatbath_row(t, beta, key, mu, parity, i):
+    """Heat-bath draws of the links of class (mu, parity) in row x0 = i (heatbath_kernel)."""
+    L0, L1 = t.shape[1], t.shape[2]
+    V = L0 * L1
+    ip = i + 1 if i + 1 < L0 else 0
+    im = i - 1 if i > 0 else L0 - 1
+    for j in range((i + parity) % 2, L1, 2):
+        jp = j + 1 if j + 1 < L1 else 0
+        jm = j - 1 if j > 0 else L1 - 1
+        hx, hy = _link_field(t, mu, i, j, ip, im, jp, jm)
+        d = vonmises_draw(beta * np.sqrt(hx * hx + hy * hy), key, np.int64(mu * V + i * L1 + j))
+        t[mu, i, j] = wrap_angle(np.arctan2(hy, hx) + d)
+
+
 @njit(cache=True, parallel=True)
 def heatbath_kernel(t, beta, key):
     """Heat-bath sweep: each link drawn from its conditional given all other links,
@@ -168,19 +184,33 @@ def heatbath_kernel(t, beta, key):
     x0 + x1 = 0, 1), links of one class share no plaquette (so none is in another's staple) and a
     class is updated in parallel; the sweep is a function of (t, key) alone. Even L only.
     """
-    L0, L1 = t.shape[1], t.shape[2]
-    V = L0 * L1
     for mu in range(2):
         for parity in range(2):
-            for i in prange(L0):
-                ip = i + 1 if i + 1 < L0 else 0
-                im = i - 1 if i > 0 else L0 - 1
-                for j in range((i + parity) % 2, L1, 2):
-                    jp = j + 1 if j + 1 < L1 else 0
-                    jm = j - 1 if j > 0 else L1 - 1
-                    hx, hy = _link_field(t, mu, i, j, ip, im, jp, jm)
-                    d = vonmises_draw(beta * np.sqrt(hx * hx + hy * hy), key, np.int64(mu * V + i * L1 + j))
-                    t[mu, i, j] = wrap_angle(np.arctan2(hy, hx) + d)
+            for i in prange(t.shape[1]):
+                _heatbath_row(t, beta, key, mu, parity, i)
+
+
+@njit(cache=True)
+def heatbath_kernel_serial(t, beta, key):
+    """heatbath_kernel on one thread, without the start-up of its four parallel loops (which dominates
+    a sweep of a small lattice); the same arithmetic, so the same result bit for bit."""
+    for mu in range(2):
+        for parity in range(2):
+            for i in range(t.shape[1]):
+                _heatbath_row(t, beta, key, mu, parity, i)
+
+
+@njit(cache=True, inline="always")
+def _overrelax_row(t, mu, parity, i):
+    """Over-relaxation of the links of class (mu, parity) in row x0 = i (overrelax_kernel)."""
+    L0, L1 = t.shape[1], t.shape[2]
+    ip = i + 1 if i + 1 < L0 else 0
+    im = i - 1 if i > 0 else L0 - 1
+    for j in range((i + parity) % 2, L1, 2):
+        jp = j + 1 if j + 1 < L1 else 0
+        jm = j - 1 if j > 0 else L1 - 1
+        hx, hy = _link_field(t, mu, i, j, ip, im, jp, jm)
+        t[mu, i, j] = wrap_angle(2.0 * np.arctan2(hy, hx) - t[mu, i, j])
 
 
 @njit(cache=True, parallel=True)
@@ -191,18 +221,29 @@ def overrelax_kernel(t, reverse):
     heatbath_kernel's order, or (reverse) in the opposite order, which undoes the forward sweep.
     Not ergodic alone; mixed with heat-bath or Metropolis sweeps (samplers/heatbath.py).
     """
-    L0, L1 = t.shape[1], t.shape[2]
     for k in range(4):
         cls = 3 - k if reverse else k
-        mu, parity = cls // 2, cls % 2
-        for i in prange(L0):
-            ip = i + 1 if i + 1 < L0 else 0
-            im = i - 1 if i > 0 else L0 - 1
-            for j in range((i + parity) % 2, L1, 2):
-                jp = j + 1 if j + 1 < L1 else 0
-                jm = j - 1 if j > 0 else L1 - 1
-                hx, hy = _link_field(t, mu, i, j, ip, im, jp, jm)
-                t[mu, i, j] = wrap_angle(2.0 * np.arctan2(hy, hx) - t[mu, i, j])
+        for i in prange(t.shape[1]):
+            _overrelax_row(t, cls // 2, cls % 2, i)
+
+
+@njit(cache=True)
+def overrelax_kernel_serial(t, reverse):
+    """overrelax_kernel on one thread (as heatbath_kernel_serial): the same result bit for bit."""
+    for k in range(4):
+        cls = 3 - k if reverse else k
+        for i in range(t.shape[1]):
+            _overrelax_row(t, cls // 2, cls % 2, i)
+
+
+#: heat-bath / over-relaxation sweeps of fewer variables run serially: there the start-up of a parallel
+#: loop (~8 us per loop with 2 threads on the 2-core VM of benchmarks/RESULTS.md) outweighs the work
+SERIAL_BELOW = 512
+
+
+def _serial(q: np.ndarray) -> bool:
+    """Run a sweep of q with the serial kernel (bit-identical to the parallel one)?"""
+    return q.size < SERIAL_BELOW or numba.get_num_threads() == 1
 
 
 @dataclass(frozen=True)
@@ -273,11 +314,11 @@ class U1:
 
     def heatbath_sweep(self, q: np.ndarray, key: np.uint64) -> None:
         """One heat-bath sweep over all links of q, in place (heatbath_kernel)."""
-        heatbath_kernel(q, self.beta, np.uint64(key))
+        (heatbath_kernel_serial if _serial(q) else heatbath_kernel)(q, self.beta, np.uint64(key))
 
     def overrelax_sweep(self, q: np.ndarray, reverse: bool = False) -> None:
         """One over-relaxation sweep over all links of q, in place (overrelax_kernel); S unchanged."""
-        overrelax_kernel(q, reverse)
+        (overrelax_kernel_serial if _serial(q) else overrelax_kernel)(q, reverse)
 
     def torch_action(self, x):
         """S of a batch x of shape (N, 2, L0, L1), float64 torch, differentiable."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 from numba import njit, prange
 
@@ -116,6 +117,24 @@ def metropolis_kernel(t, beta, delta, key):
     return accepted
 
 
+@njit(cache=True, inline="always")
+def _heatbath_row(t, c, s, beta, key, parity, i):
+    """Heat-bath draws of the sites of colour parity in row i (heatbath_kernel); c, s = cos, sin of t."""
+    L0, L1 = t.shape
+    ip = i + 1 if i + 1 < L0 else 0
+    im = i - 1 if i > 0 else L0 - 1
+    for j in range((i + parity) % 2, L1, 2):
+        jp = j + 1 if j + 1 < L1 else 0
+        jm = j - 1 if j > 0 else L1 - 1
+        hx = c[ip, j] + c[im, j] + c[i, jp] + c[i, jm]
+        hy = s[ip, j] + s[im, j] + s[i, jp] + s[i, jm]
+        d = vonmises_draw(beta * np.sqrt(hx * hx + hy * hy), key, np.int64(i * L1 + j))
+        new = wrap_angle(np.arctan2(hy, hx) + d)
+        t[i, j] = new
+        c[i, j] = fcos(new)
+        s[i, j] = fsin(new)
+
+
 @njit(cache=True, parallel=True)
 def heatbath_kernel(t, beta, key):
     """Checkerboard heat-bath sweep: each site drawn from its conditional given its neighbours,
@@ -127,25 +146,39 @@ def heatbath_kernel(t, beta, key):
     site index. Even sites, then odd ones; a colour's sites share no neighbour, so each colour is
     updated in parallel and the sweep is a function of (t, key) alone. Even L only.
     """
-    L0, L1 = t.shape
-    cs = np.empty((2, L0, L1))
+    cs = np.empty((2,) + t.shape)
     _cos_sin(t, cs)
-    c = cs[0]
-    s = cs[1]
     for parity in range(2):
-        for i in prange(L0):
-            ip = i + 1 if i + 1 < L0 else 0
-            im = i - 1 if i > 0 else L0 - 1
-            for j in range((i + parity) % 2, L1, 2):
-                jp = j + 1 if j + 1 < L1 else 0
-                jm = j - 1 if j > 0 else L1 - 1
-                hx = c[ip, j] + c[im, j] + c[i, jp] + c[i, jm]
-                hy = s[ip, j] + s[im, j] + s[i, jp] + s[i, jm]
-                d = vonmises_draw(beta * np.sqrt(hx * hx + hy * hy), key, np.int64(i * L1 + j))
-                new = wrap_angle(np.arctan2(hy, hx) + d)
-                t[i, j] = new
-                c[i, j] = fcos(new)
-                s[i, j] = fsin(new)
+        for i in prange(t.shape[0]):
+            _heatbath_row(t, cs[0], cs[1], beta, key, parity, i)
+
+
+@njit(cache=True)
+def heatbath_kernel_serial(t, beta, key):
+    """heatbath_kernel on one thread, without the start-up of its parallel loops (which dominates a
+    sweep of a small lattice); the same arithmetic, so the same result bit for bit."""
+    cs = np.empty((2,) + t.shape)
+    _cos_sin(t, cs)
+    for parity in range(2):
+        for i in range(t.shape[0]):
+            _heatbath_row(t, cs[0], cs[1], beta, key, parity, i)
+
+
+@njit(cache=True, inline="always")
+def _overrelax_row(t, c, s, parity, i):
+    """Over-relaxation of the sites of colour parity in row i (overrelax_kernel)."""
+    L0, L1 = t.shape
+    ip = i + 1 if i + 1 < L0 else 0
+    im = i - 1 if i > 0 else L0 - 1
+    for j in range((i + parity) % 2, L1, 2):
+        jp = j + 1 if j + 1 < L1 else 0
+        jm = j - 1 if j > 0 else L1 - 1
+        hx = c[ip, j] + c[im, j] + c[i, jp] + c[i, jm]
+        hy = s[ip, j] + s[im, j] + s[i, jp] + s[i, jm]
+        new = wrap_angle(2.0 * np.arctan2(hy, hx) - t[i, j])
+        t[i, j] = new
+        c[i, j] = fcos(new)
+        s[i, j] = fsin(new)
 
 
 @njit(cache=True, parallel=True)
@@ -156,25 +189,23 @@ def overrelax_kernel(t, reverse):
     involution. Even sites then odd ones, or (reverse) odd then even: the reverse sweep undoes the
     forward one. Not ergodic alone; mixed with heat-bath or Metropolis sweeps (samplers/heatbath.py).
     """
-    L0, L1 = t.shape
-    cs = np.empty((2, L0, L1))
+    cs = np.empty((2,) + t.shape)
     _cos_sin(t, cs)
-    c = cs[0]
-    s = cs[1]
     for k in range(2):
         parity = 1 - k if reverse else k
-        for i in prange(L0):
-            ip = i + 1 if i + 1 < L0 else 0
-            im = i - 1 if i > 0 else L0 - 1
-            for j in range((i + parity) % 2, L1, 2):
-                jp = j + 1 if j + 1 < L1 else 0
-                jm = j - 1 if j > 0 else L1 - 1
-                hx = c[ip, j] + c[im, j] + c[i, jp] + c[i, jm]
-                hy = s[ip, j] + s[im, j] + s[i, jp] + s[i, jm]
-                new = wrap_angle(2.0 * np.arctan2(hy, hx) - t[i, j])
-                t[i, j] = new
-                c[i, j] = fcos(new)
-                s[i, j] = fsin(new)
+        for i in prange(t.shape[0]):
+            _overrelax_row(t, cs[0], cs[1], parity, i)
+
+
+@njit(cache=True)
+def overrelax_kernel_serial(t, reverse):
+    """overrelax_kernel on one thread (as heatbath_kernel_serial): the same result bit for bit."""
+    cs = np.empty((2,) + t.shape)
+    _cos_sin(t, cs)
+    for k in range(2):
+        parity = 1 - k if reverse else k
+        for i in range(t.shape[0]):
+            _overrelax_row(t, cs[0], cs[1], parity, i)
 
 
 @njit(cache=True, fastmath=FMA)
@@ -201,6 +232,16 @@ def wolff_kernel(t, nbr, beta, key, sites, mark, proj):
         t[x] = wrap_angle(c - t[x])
         mark[x] = False
     return n
+
+
+#: heat-bath / over-relaxation sweeps of fewer variables run serially: there the start-up of a parallel
+#: loop (~8 us per loop with 2 threads on the 2-core VM of benchmarks/RESULTS.md) outweighs the work
+SERIAL_BELOW = 512
+
+
+def _serial(q: np.ndarray) -> bool:
+    """Run a sweep of q with the serial kernel (bit-identical to the parallel one)?"""
+    return q.size < SERIAL_BELOW or numba.get_num_threads() == 1
 
 
 @dataclass(frozen=True)
@@ -276,11 +317,11 @@ class XY:
 
     def heatbath_sweep(self, q: np.ndarray, key: np.uint64) -> None:
         """One checkerboard heat-bath sweep of q in place (heatbath_kernel)."""
-        heatbath_kernel(q, self.beta, np.uint64(key))
+        (heatbath_kernel_serial if _serial(q) else heatbath_kernel)(q, self.beta, np.uint64(key))
 
     def overrelax_sweep(self, q: np.ndarray, reverse: bool = False) -> None:
         """One checkerboard over-relaxation sweep of q in place (overrelax_kernel); S unchanged."""
-        overrelax_kernel(q, reverse)
+        (overrelax_kernel_serial if _serial(q) else overrelax_kernel)(q, reverse)
 
     def torch_action(self, x):
         """S of a batch x of shape (N, L0, L1), float64 torch, differentiable."""

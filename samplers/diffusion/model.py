@@ -30,10 +30,10 @@ a step from t0 to t1 lowers v by dv = std(t0)^2 - std(t1)^2 > 0:
   detected and refused (ValueError: take more steps).
   Cost: n_dof forward-mode passes of the network per step and sample, plus an n_dof^3 LU: practical
   here for n_dof up to a few hundred (8 x 8 lattices); see docs/diffusion.md for measured costs.
-- ``log_q(x)`` of a given x inverts each step by fixed-point iteration x_k = x_{k+1} - Delta_k(x_k)
-  (a contraction under the same condition), converged to ``INVERSE_TOL`` in max norm, then sums the
-  same exact log-determinants; it is exact to that tolerance (used by hybrid chains and reweighting;
-  learned-mh uses the log q returned with each sample).
+- ``log_q(x)`` of a given x inverts each step by Newton's method with the exact step Jacobians
+  (from the fixed-point guess x_k = x_{k+1} - Delta_k(x_{k+1})), converged to ``INVERSE_TOL`` in max
+  norm, then sums the same exact log-determinants; it is exact to that tolerance (used by hybrid
+  chains and reweighting; learned-mh uses the log q returned with each sample).
 
 Transfer across couplings (``retarget``): for U(1) and XY the action is linear in beta, so the score
 of the target at t -> 0 is (beta / beta_0) times that at beta_0; the retargeted model uses
@@ -230,22 +230,28 @@ class DiffusionModel(nn.Module):
             return k1
         return 0.5 * (k1 + half_dv * self.score(x + k1, self._t(t1, n)))
 
-    def _step_logdet(self, x: torch.Tensor, t0: float, t1: float) -> torch.Tensor:
-        """log |det dPhi/dx| of one ODE step at each configuration of x, float64, exact: the full
-        Jacobian by reverse-mode autodiff, one cotangent per degree of freedom (torch.func.jacrev,
-        vmapped over configurations; measured faster here than forward mode), then an LU."""
+    def _step_jacobians(self, x: torch.Tensor, t0: float, t1: float):
+        """dPhi/dx of one ODE step at each configuration of x, (N, d, d) float64, exact: the full Jacobian
+        by reverse-mode autodiff, one cotangent per degree of freedom (torch.func.jacrev, vmapped over
+        configurations; measured faster here than forward mode). Yields chunks (start, J)."""
         d = self.n_dof
 
         def step(xi):
             return xi + self._ode_increment(xi.view(1, *self.config_shape), t0, t1)[0].flatten()
 
         jacobian = torch.func.vmap(torch.func.jacrev(step))
-        out = []
         chunk = max(1, JACOBIAN_CHUNK // d)
         flat = x.reshape(x.shape[0], d)
         for i in range(0, flat.shape[0], chunk):
             with torch.enable_grad():  # reverse mode needs a graph even when the caller disabled it
-                J = jacobian(flat[i:i + chunk]).to(torch.float64)
+                J = jacobian(flat[i:i + chunk]).to(torch.float64).detach()
+            yield i, J  # outside the grad-enabled block: the caller's grad mode holds while it works
+
+    def _step_logdet(self, x: torch.Tensor, t0: float, t1: float) -> torch.Tensor:
+        """log |det dPhi/dx| of one ODE step at each configuration of x, float64, exact (LU of the full
+        Jacobian); a non-positive determinant (a folding step) is refused."""
+        out = []
+        for _, J in self._step_jacobians(x, t0, t1):
             sign, logabs = torch.linalg.slogdet(J)
             if not bool((sign > 0).all()):
                 raise ValueError(f"a probability-flow step from t={t0:.4g} to t={t1:.4g} is not invertible "
@@ -324,19 +330,24 @@ class DiffusionModel(nn.Module):
                 log_det = log_det + self._step_logdet(x, t0, t1)
         return self.prior_log_prob(x) - log_det
 
-    def _invert_step(self, y: torch.Tensor, t0: float, t1: float, max_iter: int = 500) -> torch.Tensor:
-        x = y.clone()
+    def _invert_step(self, y: torch.Tensor, t0: float, t1: float, max_iter: int = 30) -> torch.Tensor:
+        """x with Phi(x) = y: Newton's method on r(x) = Phi(x) - y (wrapped for angles) with the exact
+        step Jacobians, from the fixed-point guess x = y - Delta(y); to INVERSE_TOL in max norm."""
+        x = y - self._ode_increment(y, t0, t1)
         for _ in range(max_iter):
-            new = y - self._ode_increment(x, t0, t1)
-            diff = (wrap(new - x) if self.periodic else new - x).abs().max()
-            x = new
-            if float(diff) < INVERSE_TOL:
-                break
-        else:
-            raise ValueError(f"inverting the probability-flow step t={t0:.4g} -> {t1:.4g} did not converge "
-                             f"(|dx| = {float(diff):.2e}); the step map may not be invertible here")
-        x = self._finish(x)
-        return x
+            r = x + self._ode_increment(x, t0, t1) - y
+            if self.periodic:
+                r = wrap(r)
+            res = float(r.abs().max())
+            if res < INVERSE_TOL:
+                return self._finish(x)
+            dx = torch.empty_like(x).reshape(x.shape[0], -1)
+            flat_r = r.reshape(r.shape[0], -1).to(torch.float64)
+            for i, J in self._step_jacobians(x, t0, t1):
+                dx[i:i + J.shape[0]] = torch.linalg.solve(J, flat_r[i:i + J.shape[0]]).to(x.dtype)
+            x = x - dx.view_as(x)
+        raise ValueError(f"inverting the probability-flow step t={t0:.4g} -> {t1:.4g} did not converge "
+                         f"(residual {res:.2e}); the step map may not be invertible here")
 
     def log_p(self, x: torch.Tensor) -> torch.Tensor:
         """-S(x) of the target theory (the retargeted one), float64, unnormalized."""
