@@ -150,6 +150,7 @@ def exact_case(cname: str, args) -> None:
                                                 "--seed", "1", "--out", str(files["metropolis"]), "--overwrite",
                                                 "--quiet"])
         dm = ["--algorithm", "learned-mh", "--proposal", str(run), "--diffusion-steps", str(args.ode_steps),
+              "--ode-integrator", args.ode_integrator,
               "--proposal-batch", "64", "--threads", "1", "--n-configs", str(args.n_dm), "--n-therm", "20",
               "--seed", "1", "--out", str(files["learned-mh (diffusion)"]), "--overwrite", "--quiet"]
         if target is not None:
@@ -169,8 +170,11 @@ def main(argv=None):
     ap.add_argument("--train-minutes", type=float, default=12.0, help="CPU-time budget of each DSM training")
     ap.add_argument("--n-paper", type=int, default=5120, help="configurations per ensemble of the paper's table")
     ap.add_argument("--sde-steps", type=int, default=64, help="reverse-SDE steps of the DM samples")
-    ap.add_argument("--ode-steps", type=int, default=12, help="PF-ODE steps of the exact learned-mh proposals")
-    ap.add_argument("--n-dm", type=int, default=400, help="learned-mh proposals per exact case")
+    ap.add_argument("--ode-steps", type=int, default=16, help="PF-ODE steps of the exact learned-mh proposals")
+    ap.add_argument("--ode-integrator", choices=["euler", "heun"], default="heun",
+                    help="PF-ODE scheme (on the phi4 L = 8 model: Euler 12 steps acceptance 0.09, 48 steps 0.19; "
+                         "Heun 24 steps 0.57)")
+    ap.add_argument("--n-dm", type=int, default=300, help="learned-mh proposals per exact case")
     ap.add_argument("--n-hmc", type=int, default=20000, help="HMC (and Metropolis) updates per exact case")
     ap.add_argument("--out", type=Path, default=Path("data/bench_diffusion"))
     ap.add_argument("--runs", type=Path, default=Path("runs/bench_diffusion"))

@@ -24,7 +24,7 @@ FLOW = False  # not a normalizing flow: tests/flows/test_base_transforms.py does
 
 def build(theory, hidden=(32, 32, 32), n_layers: int | None = None, kernel_size: int = 3, time_dim: int = 32,
           schedule: str = "ve", sigma: float = 25.0, sigma_min: float = 0.01, t_min: float = 1e-3,
-          n_steps: int = 32, integrator: str = "euler", dtype: torch.dtype | str = torch.float32) -> DiffusionModel:
+          n_steps: int = 16, integrator: str = "heun", dtype: torch.dtype | str = torch.float32) -> DiffusionModel:
     """A diffusion model for a 2D phi4, xy or u1 theory.
 
     hidden: widths of the score network's hidden convolutions (n_layers repeats hidden[0]);

@@ -69,7 +69,7 @@ class DiffusionModel(nn.Module):
     reparameterizable = False
 
     def __init__(self, net: nn.Module, schedule: Schedule, theory, name: str, hyper: dict, t_min: float = 1e-3,
-                 n_steps: int = 32, integrator: str = "euler"):
+                 n_steps: int = 16, integrator: str = "heun"):
         super().__init__()
         self.net = net
         self.schedule = schedule
