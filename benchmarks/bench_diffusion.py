@@ -46,7 +46,10 @@ from samplers.training import TrainConfig, load_ensemble, train
 PAPER = {  # 32 x 32, the paper's couplings
     "paper_sym": dict(theory=("phi4", 32, {"kappa": 0.21, "lam": 0.022}), every=2,
                       obs=("M", "chi_2", "U_L", "kappa_2", "kappa_3", "kappa_4")),
-    "paper_broken": dict(theory=("phi4", 32, {"kappa": 0.5, "lam": 0.022}), every=2,
+    # deep in the broken phase a hot start can freeze into two domains (a pair of walls across the torus,
+    # <|M|> ~ 0.9-1.2 instead of 4.8) that thousands of trajectories do not remove: seeds 2, 4, 5 did, 1 and 3
+    # ordered; the test chain is seed 3 (chosen for having no walls: a state with walls is not equilibrium here)
+    "paper_broken": dict(theory=("phi4", 32, {"kappa": 0.5, "lam": 0.022}), every=2, n_therm=2000, test_seed=3,
                          obs=("|M|", "chi_|M|", "U_L", "kappa_2", "kappa_4")),
 }
 EXACT = {  # 8 x 8; train: the coupling of the training ensemble (default: the chain's); obs: the slow one
@@ -103,21 +106,34 @@ def paper_case(cname: str, args) -> None:
     out.mkdir(parents=True, exist_ok=True)
     files = {"HMC train": out / "hmc_train.h5", "HMC test": out / "hmc_test.h5", "DM (reverse SDE)": out / "dm.h5"}
     walls = {}
-    for label, seed in (("HMC train", 1), ("HMC test", 2)):
+    for label, seed in (("HMC train", 1), ("HMC test", case.get("test_seed", 2))):
+        if args.reuse and files[label].exists():
+            continue
         walls[label] = run_generate([*flags, "--algorithm", "hmc", "--n-configs", str(args.n_paper), "--every",
-                                     str(case["every"]), "--seed", str(seed), "--out", str(files[label]),
-                                     "--overwrite", "--quiet"])
-    summary = train_dsm(theory, files["HMC train"], args.train_minutes, run, HYPER["paper"])
+                                     str(case["every"]), "--n-therm", str(case.get("n_therm", 500)), "--seed",
+                                     str(seed), "--out", str(files[label]), "--overwrite", "--quiet"])
+    if args.reuse and files["DM (reverse SDE)"].exists():
+        print(f"{cname}: reusing {run} and {files['DM (reverse SDE)']}")
+        return print_paper_table(cname, case, {label: analyze(path) for label, path in files.items()})
+    if args.reuse and (run / "summary.json").exists():
+        summary = json.loads((run / "summary.json").read_text())
+    else:
+        summary = train_dsm(theory, files["HMC train"], args.train_minutes, run, HYPER["paper"])
     walls["DM (reverse SDE)"] = run_generate(
         ["--algorithm", "model-samples", "--proposal", str(run), "--model-sampler", "sde", "--diffusion-steps",
          str(args.sde_steps), "--proposal-dtype", "float32", "--proposal-batch", "512", "--threads", "1", "--n-therm", "0",
-         "--n-configs", str(args.n_paper), "--seed", "3", "--out", str(files["DM (reverse SDE)"]), "--overwrite",
+         "--n-configs", str(args.n_samples or args.n_paper), "--seed", "3", "--out", str(files["DM (reverse SDE)"]),
+         "--overwrite",
          "--quiet"])
     an = {label: analyze(path) for label, path in files.items()}
-    test = an["HMC test"]
     print(f"\n{cname}: phi4 {params} on {L}x{L}; DSM {summary['steps']} steps in {summary['train_time_s']:.0f} s; "
           f"{args.n_paper} reverse-SDE samples ({args.sde_steps} steps) in {walls['DM (reverse SDE)']:.0f} s; "
-          f"HMC {walls['HMC train']:.0f} s per ensemble")
+          + (f"HMC {walls['HMC train']:.0f} s per ensemble" if "HMC train" in walls else "HMC files reused"))
+    print_paper_table(cname, case, an)
+
+
+def print_paper_table(cname: str, case: dict, an: dict) -> None:
+    print(f"\n{cname}:")
     print("| observable | HMC train | HMC test | DM (reverse SDE) | z train-test | z DM-test |")
     print("|---|---:|---:|---:|---:|---:|")
     for obs in case["obs"]:
@@ -170,12 +186,15 @@ def main(argv=None):
     ap.add_argument("--train-minutes", type=float, default=12.0, help="CPU-time budget of each DSM training")
     ap.add_argument("--n-paper", type=int, default=5120, help="configurations per ensemble of the paper's table")
     ap.add_argument("--sde-steps", type=int, default=64, help="reverse-SDE steps of the DM samples")
+    ap.add_argument("--n-samples", type=int, help="DM samples of the paper's table [--n-paper]")
     ap.add_argument("--ode-steps", type=int, default=16, help="PF-ODE steps of the exact learned-mh proposals")
     ap.add_argument("--ode-integrator", choices=["euler", "heun"], default="heun",
                     help="PF-ODE scheme (on the phi4 L = 8 model: Euler 12 steps acceptance 0.09, 48 steps 0.19; "
                          "Heun 24 steps 0.57)")
     ap.add_argument("--n-dm", type=int, default=300, help="learned-mh proposals per exact case")
     ap.add_argument("--n-hmc", type=int, default=20000, help="HMC (and Metropolis) updates per exact case")
+    ap.add_argument("--reuse", action="store_true", help="paper cases: keep existing HMC files, trained model and "
+                    "DM samples (re-run only what is missing and the table)")
     ap.add_argument("--out", type=Path, default=Path("data/bench_diffusion"))
     ap.add_argument("--runs", type=Path, default=Path("runs/bench_diffusion"))
     args = ap.parse_args(argv)

@@ -111,7 +111,7 @@ def test_hybrid_with_a_diffusion_proposal_reproduces_the_exact_plaquette(dm_trai
     2 x 2, hence a short chain); it reproduces the exact plaquette at beta = 2."""
     theory = U1((2, 2), 2.0)
     proposal = {"path": str(dm_trained("u1_L2_b1")), "batch_size": 64, "target": {"beta": 2.0},
-                "sampling": {"n_steps": 12}}
+                "sampling": {"n_steps": 12, "integrator": "euler"}}
     local = {"algorithm": "metropolis", "settings": Metropolis(delta=1.0).settings()}
     writer = MemoryWriter()
     summary = run_chain(theory, Hybrid(local, proposal), ChainState.start(theory, 5), 200, n_therm=20,
