@@ -30,7 +30,7 @@ a step from t0 to t1 lowers v by dv = std(t0)^2 - std(t1)^2 > 0:
   detected and refused (ValueError: take more steps).
   Cost: n_dof forward-mode passes of the network per step and sample, plus an n_dof^3 LU: practical
   here for n_dof up to a few hundred (8 x 8 lattices); see docs/diffusion.md for measured costs.
-- ``log_q(x)`` of a given x inverts each step by Newton's method with the exact step Jacobians
+- ``log_q(x)`` of a given x inverts each step by damped Newton with the exact step Jacobians
   (from the fixed-point guess x_k = x_{k+1} - Delta_k(x_{k+1})), converged to ``INVERSE_TOL`` in max
   norm, then sums the same exact log-determinants; it is exact to that tolerance (used by hybrid
   chains and reweighting; learned-mh uses the log q returned with each sample).
@@ -330,24 +330,44 @@ class DiffusionModel(nn.Module):
                 log_det = log_det + self._step_logdet(x, t0, t1)
         return self.prior_log_prob(x) - log_det
 
-    def _invert_step(self, y: torch.Tensor, t0: float, t1: float, max_iter: int = 30) -> torch.Tensor:
-        """x with Phi(x) = y: Newton's method on r(x) = Phi(x) - y (wrapped for angles) with the exact
-        step Jacobians, from the fixed-point guess x = y - Delta(y); to INVERSE_TOL in max norm."""
+    def _residual(self, x: torch.Tensor, y: torch.Tensor, t0: float, t1: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """Phi(x) - y (wrapped for angles) and its max norm per configuration."""
+        r = x + self._ode_increment(x, t0, t1) - y
+        if self.periodic:
+            r = wrap(r)
+        return r, r.flatten(1).abs().max(1).values
+
+    def _invert_step(self, y: torch.Tensor, t0: float, t1: float, max_iter: int = 50) -> torch.Tensor:
+        """x with Phi(x) = y: damped Newton on r(x) = Phi(x) - y with the exact step Jacobians, from the
+        fixed-point guess x = y - Delta(y); where a full step does not lower the residual it is halved
+        (up to 30 times); to INVERSE_TOL in max norm."""
+        view = (-1, *[1] * len(self.config_shape))
         x = y - self._ode_increment(y, t0, t1)
+        r, norm = self._residual(x, y, t0, t1)
         for _ in range(max_iter):
-            r = x + self._ode_increment(x, t0, t1) - y
-            if self.periodic:
-                r = wrap(r)
-            res = float(r.abs().max())
-            if res < INVERSE_TOL:
+            if float(norm.max()) < INVERSE_TOL:
                 return self._finish(x)
             dx = torch.empty_like(x).reshape(x.shape[0], -1)
             flat_r = r.reshape(r.shape[0], -1).to(torch.float64)
             for i, J in self._step_jacobians(x, t0, t1):
                 dx[i:i + J.shape[0]] = torch.linalg.solve(J, flat_r[i:i + J.shape[0]]).to(x.dtype)
-            x = x - dx.view_as(x)
+            dx = dx.view_as(x)
+            lam = torch.ones(x.shape[0], dtype=x.dtype, device=x.device)
+            for _ in range(30):
+                x_new = x - lam.view(view) * dx
+                r_new, norm_new = self._residual(x_new, y, t0, t1)
+                worse = (norm_new >= norm) & (norm >= INVERSE_TOL)
+                if not bool(worse.any()):
+                    break
+                lam = torch.where(worse, lam / 2, lam)
+            better = norm_new < norm
+            if not bool(better.any()):
+                break
+            x = torch.where(better.view(view), x_new, x)
+            r = torch.where(better.view(view), r_new, r)
+            norm = torch.where(better, norm_new, norm)
         raise ValueError(f"inverting the probability-flow step t={t0:.4g} -> {t1:.4g} did not converge "
-                         f"(residual {res:.2e}); the step map may not be invertible here")
+                         f"(residual {float(norm.max()):.2e}); the step map may not be invertible here")
 
     def log_p(self, x: torch.Tensor) -> torch.Tensor:
         """-S(x) of the target theory (the retargeted one), float64, unnormalized."""
