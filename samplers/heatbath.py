@@ -26,6 +26,7 @@ import numpy as np
 from lattice.rng import new_key
 
 from .base import Stateless, UpdateInfo, robbins_monro
+from .metropolis import Metropolis
 
 OR_WITH = ("heatbath", "metropolis")
 
@@ -83,11 +84,7 @@ class OverRelaxation(Stateless):
         if not (isinstance(self.or_per_sweep, (int, np.integer)) and self.or_per_sweep >= 0):
             raise ValueError(f"--or-per-sweep must be an integer >= 0, got {self.or_per_sweep}")
         if self.or_with == "metropolis":
-            theory.check_metropolis()
-            if not self.delta > 0:
-                raise ValueError(f"Metropolis step width must be > 0, got {self.delta}")
-            if not 0 < self.target_accept < 1:
-                raise ValueError(f"target acceptance must lie in (0, 1), got {self.target_accept}")
+            Metropolis(self.delta, self.target_accept).check(theory)
 
     def update(self, theory, q: np.ndarray, rng: np.random.Generator) -> UpdateInfo:
         key = new_key(rng)

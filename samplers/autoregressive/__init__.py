@@ -14,7 +14,7 @@ import math
 
 import torch
 
-from samplers.flows.base import as_dtype
+from samplers.flows.base import as_dtype, conv_layers, positive_ints
 
 from .conditionals import CONDITIONALS, GaussianMixture, VonMisesMixture, sample_von_mises  # noqa: F401
 from .made import MADE
@@ -24,18 +24,6 @@ from .pixelcnn import PixelCNN
 THEORIES = ("phi4", "xy")
 FLOW = False  # not a normalizing flow: tests/flows/test_base_transforms.py does not apply
 ARCHS = ("pixelcnn", "made")
-
-
-def _positive_ints(name, values) -> tuple[int, ...]:
-    if isinstance(values, (int, float)):
-        values = (values,)
-    try:
-        out = tuple(int(v) for v in values)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be positive integers, got {values!r}") from None
-    if not out or any(v < 1 or v != float(w) for v, w in zip(out, values)):
-        raise ValueError(f"{name} must be positive integers, got {values!r}")
-    return out
 
 
 def build(theory, arch: str = "pixelcnn", hidden=None, n_layers: int | None = None, kernel_size: int = 3,
@@ -56,17 +44,11 @@ def build(theory, arch: str = "pixelcnn", hidden=None, n_layers: int | None = No
     if arch not in ARCHS:
         raise ValueError(f"unknown arch {arch!r}; choose from {', '.join(ARCHS)}")
     dtype = as_dtype(dtype)
-    (n_components,) = _positive_ints("n_components", n_components)
+    (n_components,) = positive_ints("n_components", n_components)
     V = math.prod(shape)
     if hidden is None:
         hidden = (32, 32, 32) if arch == "pixelcnn" else (max(64, 4 * V),) * 2
-    hidden = _positive_ints("hidden", hidden)
-    if n_layers is not None:
-        (n_layers,) = _positive_ints("n_layers", n_layers)
-        hidden = (hidden[0],) * n_layers
-    if int(kernel_size) != kernel_size or kernel_size < 1 or kernel_size % 2 == 0:
-        raise ValueError(f"kernel_size must be a positive odd integer, got {kernel_size}")
-    kernel_size = int(kernel_size)
+    hidden, kernel_size = conv_layers(hidden, n_layers, kernel_size)
     conditional = CONDITIONALS[name](n_components)
     in_features = 3 if conditional.periodic else 2
     if arch == "pixelcnn":

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from samplers.autoregressive import _positive_ints
-from samplers.flows.base import as_dtype
+from samplers.flows.base import as_dtype, conv_layers, positive_ints
 
 from .model import INTEGRATORS, DiffusionModel
 from .schedules import Schedule
@@ -37,13 +36,8 @@ def build(theory, hidden=(32, 32, 32), n_layers: int | None = None, kernel_size:
         raise ValueError(f"diffusion is for {', '.join(THEORIES)}, not {name or theory!r}")
     if len(theory.shape) != 2:
         raise ValueError(f"diffusion needs a 2D lattice, got shape {tuple(theory.shape)}")
-    hidden = _positive_ints("hidden", hidden)
-    if n_layers is not None:
-        (n_layers,) = _positive_ints("n_layers", n_layers)
-        hidden = (hidden[0],) * n_layers
-    if int(kernel_size) != kernel_size or kernel_size < 1 or kernel_size % 2 == 0:
-        raise ValueError(f"kernel_size must be a positive odd integer, got {kernel_size}")
-    (time_dim,) = _positive_ints("time_dim", time_dim)
+    hidden, kernel_size = conv_layers(hidden, n_layers, kernel_size)
+    (time_dim,) = positive_ints("time_dim", time_dim)
     if time_dim % 2:
         raise ValueError(f"time_dim must be even, got {time_dim}")
     if not 0 < t_min < 1:
@@ -52,8 +46,8 @@ def build(theory, hidden=(32, 32, 32), n_layers: int | None = None, kernel_size:
         raise ValueError(f"unknown integrator {integrator!r}; choose from {', '.join(INTEGRATORS)}")
     dtype = as_dtype(dtype)
     sched = Schedule(schedule, float(sigma), float(sigma_min))
-    net = ScoreNet(name, hidden, int(kernel_size), time_dim)
-    hyper = {"hidden": list(hidden), "kernel_size": int(kernel_size), "time_dim": time_dim, "schedule": schedule,
+    net = ScoreNet(name, hidden, kernel_size, time_dim)
+    hyper = {"hidden": list(hidden), "kernel_size": kernel_size, "time_dim": time_dim, "schedule": schedule,
              "sigma": float(sigma), "sigma_min": float(sigma_min), "t_min": float(t_min), "n_steps": int(n_steps),
              "integrator": integrator, "dtype": "float32" if dtype == torch.float32 else "float64"}
     model = DiffusionModel(net, sched, theory, "diffusion", hyper, t_min, n_steps, integrator)

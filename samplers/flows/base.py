@@ -46,6 +46,30 @@ def as_dtype(dtype: torch.dtype | str) -> torch.dtype:
     return dtype
 
 
+def positive_ints(name: str, values) -> tuple[int, ...]:
+    """values (one number or a sequence) as a tuple of positive integers (ValueError naming ``name``)."""
+    if isinstance(values, (int, float)):
+        values = (values,)
+    try:
+        out = tuple(int(v) for v in values)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be positive integers, got {values!r}") from None
+    if not out or any(v < 1 or v != float(w) for v, w in zip(out, values)):
+        raise ValueError(f"{name} must be positive integers, got {values!r}")
+    return out
+
+
+def conv_layers(hidden, n_layers: int | None, kernel_size) -> tuple[tuple[int, ...], int]:
+    """Checked hidden widths (n_layers, if given, repeats hidden[0] n_layers times) and an odd kernel size."""
+    hidden = positive_ints("hidden", hidden)
+    if n_layers is not None:
+        (n_layers,) = positive_ints("n_layers", n_layers)
+        hidden = (hidden[0],) * n_layers
+    if int(kernel_size) != kernel_size or kernel_size < 1 or kernel_size % 2 == 0:
+        raise ValueError(f"kernel_size must be a positive odd integer, got {kernel_size}")
+    return hidden, int(kernel_size)
+
+
 def model_module(name: str):
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; choose from {', '.join(MODELS)}")
