@@ -76,13 +76,20 @@ def test_training_resumes_exactly(gaussian_ensemble, tmp_path, monkeypatch):
     assert_resume_is_exact(make, config, tmp_path, monkeypatch, kill_at=6, checkpoint_step=4, hook="dsm_loss")
 
 
-def test_physics_informed_term_is_trainable(gaussian_ensemble, tmp_path):
-    model = dsm_model(gaussian_ensemble, tmp_path, steps=20)
+def test_physics_informed_term_adds_the_weighted_known_score_mismatch(gaussian_ensemble):
+    """With the same random draws, the loss grows by w times a positive term (the known-score mismatch
+    at t_min): linear in the weight, zero at w = 0."""
     torch.manual_seed(0)
-    config = TrainConfig(model="diffusion", hyper=model.hyper, objective="dsm", steps=20, batch_size=32,
-                         checkpoint_every=20, eval_batch=0, ensemble=str(gaussian_ensemble), physics_weight=1.0)
-    summary = train(build_model("diffusion", FREE, hidden=[16, 16]), config, tmp_path / "pi")
-    assert np.isfinite(summary["final_loss"])
+    model = build_model("diffusion", FREE, hidden=[8], dtype="float64")
+    x0 = torch.randn(32, 2, 2, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+
+    def loss(w):
+        with torch.no_grad():
+            return float(model.dsm_loss(x0, torch.Generator().manual_seed(2), physics_weight=w))
+
+    base, one, two = loss(0.0), loss(1.0), loss(2.0)
+    assert one - base > 1e-3
+    assert two - base == pytest.approx(2 * (one - base), rel=1e-10)
 
 
 def test_train_cli_trains_a_diffusion_model(gaussian_ensemble, tmp_path):
