@@ -13,6 +13,7 @@ A thin layer over samplers.chain.run_chain; bad input ends with one line on stde
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -241,22 +242,40 @@ def theory_for(args, sampler):
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    return run_reporting_errors(parser.prog, lambda: run(args, parser),
+    return run_reporting_errors(parser.prog, lambda: run_ending_on_write_error(args, parser),
                                 "the file holds every configuration up to the last flush; continue with --resume")
+
+
+def run_ending_on_write_error(args, parser) -> int:
+    """``run``; a failed write (disk full) is one line and an immediate exit: freeing the HDF5
+    objects of a failed write can crash the interpreter (see samplers.ensemble.WriteError)."""
+    from samplers.ensemble import WriteError
+
+    try:
+        return run(args, parser)
+    except WriteError as e:
+        print(f"{parser.prog}: error: {e}", file=sys.stderr)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(2)
 
 
 def run(args, parser) -> int:
     from lattice import __version__
     from samplers import SAMPLERS
     from samplers.chain import ChainState, run_chain
-    from samplers.ensemble import (EnsembleWriter, attrs_of, create_ensemble, load_state, make_clean,
-                                   open_ensemble, provenance)
+    from samplers.ensemble import (EnsembleWriter, attrs_of, create_ensemble, load_state, lock_ensemble,
+                                   make_clean, mark_resumed, open_ensemble, provenance)
 
     merge_config(args, parser, paths=("out", "proposal"))
     if args.out is None:
         raise UsageError("--out is required (the HDF5 file to write)")
     out = args.out
+    lock = lock_ensemble(out)  # noqa: F841 (held until the process exits)
     resuming = bool(args.resume) and out.exists()
+    if args.resume and not resuming and args.theory is None and args.proposal is None:
+        raise UsageError(f"--resume: {out} does not exist, so there is no chain to continue "
+                         "(give the theory flags to start a new one there)")
     if out.exists() and not args.resume and not args.overwrite:
         raise UsageError(f"{out} exists; use --resume to continue it or --overwrite to replace it")
     if args.resume and args.overwrite:
@@ -296,9 +315,7 @@ def run(args, parser) -> int:
         if state.n_stored >= args.n_configs:
             print(f"{out} already holds {state.n_stored} configurations (>= --n-configs {args.n_configs})")
             return 0
-        with h5py.File(out, "r+") as f:
-            f.attrs["n_configs"] = args.n_configs
-            f.attrs["resumed"] = int(f.attrs.get("resumed", 0)) + 1
+        mark_resumed(out, args.n_configs)
     else:
         out.parent.mkdir(parents=True, exist_ok=True)
         state = ChainState.start(theory, args.seed, args.init)

@@ -1,7 +1,7 @@
 """python -m observables: measure an ensemble, compare ensembles of the same theory, or a trained
 model's learned action -ln q against S over an ensemble (learned-action).
 
-    python -m observables measure data/phi4_L32_k0.21.h5            # table, stored into the file
+    python -m observables measure data/phi4_L32_k0.21.h5    # table; results in phi4_L32_k0.21.observables.json
     python -m observables measure data/u1.h5 --json --select 'W(*'
     python -m observables compare data/u1_hmc.h5 data/u1_flow.h5 --plots runs/u1/compare --strict
     python -m observables learned-action data/xy_L16_b1.h5 --model runs/xy_L16_ar --plots runs/xy_L16_ar/la
@@ -18,7 +18,7 @@ from pathlib import Path
 
 from lattice.cli import run_reporting_errors
 
-from .analysis import AGREE_Z, RAW_MODEL, analyze, check_comparable, store, z_score
+from .analysis import AGREE_Z, RAW_MODEL, analyze, check_comparable, store, strict_json, z_score
 from .stats import format_value_error
 
 
@@ -34,10 +34,11 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--reweight", action="store_true", help="files of raw model samples (generate "
                         "--algorithm model-samples): reweight to the target with w = exp(log p - log q) "
                         "(ratio estimators, ESS reported); without it they give the model's own averages")
-    m = sub.add_parser("measure", parents=[common], help="every observable of one file, stored into the file",
+    m = sub.add_parser("measure", parents=[common], help="every observable of one file, stored beside it in "
+                       "NAME.observables.json",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     m.add_argument("file", type=Path)
-    m.add_argument("--no-store", action="store_true", help="do not write the results into the file")
+    m.add_argument("--no-store", action="store_true", help="do not write NAME.observables.json")
     c = sub.add_parser("compare", parents=[common], help="files of the same theory side by side, z-scores "
                        "against the first", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     c.add_argument("files", type=Path, nargs="+")
@@ -121,11 +122,11 @@ def measure(args) -> int:
     note = ""
     if not args.no_store:
         if a.attrs.get("status") == "complete":
-            store(a)
+            note = f"results stored in {store(a)}"
         else:
             note = "results not stored: the file is still being written (or its writer was killed)"
     if args.json:
-        print(json.dumps({"file": str(args.file), "settings": a.settings, "results": a.rows()}, default=float))
+        print(json.dumps(strict_json({"file": str(args.file), "settings": a.settings, "results": a.rows()})))
     else:
         print_measure(a)
         if note:

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import warnings
 from dataclasses import dataclass, field
 from fnmatch import fnmatch
 from pathlib import Path
 
-import h5py
 import numpy as np
 
 from lattice import __version__, theory_from_attrs
@@ -143,21 +143,42 @@ def estimate_all(series: dict[str, np.ndarray], theory, S: float = 2.0, every: i
     return estimates, kinds, flags
 
 
-def store(analysis: Analysis) -> None:
-    """Write the results into the file's /observables group (configurations untouched):
-    attribute ``settings`` (JSON), attribute ``results`` (JSON rows) and a compound dataset ``table``."""
-    rows = analysis.rows()
-    dtype = np.dtype([("name", h5py.string_dtype()), ("value", "f8"), ("error", "f8"), ("tau_int", "f8"),
-                      ("tau_int_error", "f8"), ("window", "i8"), ("n", "i8"), ("n_eff", "f8")])
-    table = np.array([(r["name"], r["value"], r["error"], r["tau_int"], r["tau_int_error"], r["window"],
-                       r["n"], r["n_eff"]) for r in rows], dtype=dtype)
-    with h5py.File(analysis.path, "r+") as f:
-        if "observables" in f:
-            del f["observables"]
-        g = f.create_group("observables")
-        g.attrs["settings"] = json.dumps(analysis.settings)
-        g.attrs["results"] = json.dumps(rows, default=float)
-        g.create_dataset("table", data=table)
+def results_path(path: str | Path) -> Path:
+    """Where ``store`` puts the results of ``path``: NAME.observables.json beside NAME.h5."""
+    path = Path(path)
+    return path.with_name(path.stem + ".observables.json")
+
+
+def store(analysis: Analysis) -> Path:
+    """Write the results to the side file ``results_path(analysis.path)`` (settings and rows, strict
+    JSON), atomically: a temporary file renamed over the old one. The ensemble itself is never
+    opened for writing, so nothing that analyzes can damage it (a killed writer would leave the
+    HDF5 file flagged open)."""
+    target = results_path(analysis.path)
+    doc = {"file": Path(analysis.path).name, "settings": analysis.settings, "results": analysis.rows()}
+    tmp = target.with_name(target.name + ".partial")
+    try:
+        tmp.write_text(json.dumps(strict_json(doc), indent=1) + "\n")
+        os.replace(tmp, target)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        raise
+    return target
+
+
+def strict_json(value):
+    """``value`` with every non-finite float as None: JSON without bare NaN / Infinity."""
+    if isinstance(value, dict):
+        return {k: strict_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strict_json(v) for v in value]
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.ndarray):
+        return strict_json(value.tolist())
+    return value
 
 
 def z_score(a: Estimate, b: Estimate) -> float:

@@ -23,13 +23,18 @@ replaces the original atomically, and continues from the stored state.
 """
 from __future__ import annotations
 
+import errno
+import fcntl
 import getpass
 import json
 import os
 import platform
+import resource
+import shutil
 import socket
 import subprocess
 import sys
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -38,6 +43,7 @@ import h5py
 import numpy as np
 
 from .chain import ChainState, RunSummary
+from .hdf5_flags import cleared_view
 
 FORMAT = "latticeml-ensemble"
 FORMAT_VERSION = 1
@@ -114,12 +120,28 @@ def open_ensemble(path: str | os.PathLike) -> h5py.File:
     except OSError as e:
         if "already open for write" not in str(e):
             raise EnsembleError(f"{path}: not a readable HDF5 file (truncated or damaged?): {e}") from None
-        # a writer is running, or was killed: SWMR read sees the consistent part
-        f = h5py.File(path, "r", swmr=True, locking=False)
+        f = _open_flagged(path)
     if f.attrs.get("format") != FORMAT:
         f.close()
         raise EnsembleError(f"{path}: not a latticeml ensemble file")
     return f
+
+
+def _open_flagged(path: Path) -> h5py.File:
+    """A file still flagged "open for write": a running (or killed) SWMR writer's, read with SWMR;
+    otherwise one whose plain writer was killed, read through a view with the flags cleared."""
+    try:
+        return h5py.File(path, "r", swmr=True, locking=False)
+    except OSError:
+        pass
+    view = cleared_view(path)
+    if view is None:
+        raise EnsembleError(f"{path}: flagged open for write and not readable") from None
+    try:
+        return h5py.File(view, "r")
+    except OSError as e:
+        view.close()
+        raise EnsembleError(f"{path}: not readable after its writer was killed: {e}") from None
 
 
 def attrs_of(f: h5py.File) -> dict:
@@ -140,8 +162,10 @@ def attrs_of(f: h5py.File) -> dict:
 
 def n_stored(f: h5py.File) -> int:
     """Configurations covered by the stored state (valid ones), never more than written."""
-    f["state/counters"].refresh() if f.swmr_mode else None
-    return int(f["state/counters"][0])
+    if f.swmr_mode:
+        f["state/counters"].refresh()
+        f["configs"].refresh()
+    return min(int(f["state/counters"][0]), f["configs"].shape[0])
 
 
 @dataclass
@@ -210,6 +234,12 @@ def create_ensemble(path: Path, attrs: dict, config_shape: tuple, diagnostics: t
     os.replace(tmp, path)
 
 
+class WriteError(EnsembleError):
+    """Writing the ensemble failed (disk full, say): what was flushed before stays readable.
+    HDF5 objects left after a failed write can crash the interpreter when they are freed, so a
+    CLI reports this error and ends the process at once (``os._exit``)."""
+
+
 def make_clean(path: Path) -> None:
     """Make a file left by a killed writer (HDF5 flag 'open for writing' still set) a clean one:
     copy its valid content to a temporary file and replace the original atomically."""
@@ -220,16 +250,78 @@ def make_clean(path: Path) -> None:
     except OSError:
         pass
     tmp = path.with_name(path.name + ".partial")
-    with open_ensemble(path) as src, h5py.File(tmp, "w", libver="latest") as dst:
-        n = n_stored(src)
-        for k, v in src.attrs.items():
-            dst.attrs[k] = v
-        for name in ("configs", *(f"diagnostics/{k}" for k in src["diagnostics"])):
-            d = src[name]
-            d.refresh()
-            dst.create_dataset(name, data=d[:n], maxshape=d.maxshape, chunks=d.chunks, dtype=d.dtype)
-        src.copy(src["state"], dst, "state")
+    _check_room(path, tmp)
+    try:
+        # no `with` for dst: closing an HDF5 file after a failed write can crash the interpreter,
+        # so on failure it is left to os._exit (WriteError)
+        dst = h5py.File(tmp, "w", libver="latest")
+        with open_ensemble(path) as src:
+            n = n_stored(src)
+            for k, v in src.attrs.items():
+                dst.attrs[k] = v
+            for name in ("configs", *(f"diagnostics/{k}" for k in src["diagnostics"])):
+                d = src[name]
+                if src.swmr_mode:
+                    d.refresh()
+                dst.create_dataset(name, data=d[:n], maxshape=d.maxshape, chunks=d.chunks, dtype=d.dtype)
+            src.copy(src["state"], dst, "state")
+            dst.close()
+    except (OSError, RuntimeError) as e:
+        raise WriteError(f"{path}: could not write its clean copy {tmp.name} ({_os_reason(e)}); "
+                         f"{path} is untouched") from None
     os.replace(tmp, path)
+
+
+def _check_room(path: Path, tmp: Path) -> None:
+    """Refuse to start a copy of ``path`` that cannot fit (free disk space, or the process's
+    file-size limit), before anything is written."""
+    need = path.stat().st_size
+    soft, _ = resource.getrlimit(resource.RLIMIT_FSIZE)
+    if shutil.disk_usage(tmp.parent).free < need or (soft != resource.RLIM_INFINITY and soft < need):
+        raise WriteError(f"{path}: no room for its clean copy {tmp.name} ({need / _MB:.1f} MB; disk full); "
+                         f"{path} is untouched")
+
+
+def _os_reason(e: OSError) -> str:
+    """The short reason of an OS / HDF5 write error (disk full is the common one)."""
+    text = str(e)
+    if getattr(e, "errno", None) in (errno.ENOSPC, errno.EFBIG) or "No space left" in text or "File too large" in text:
+        return "disk full"
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+def lock_ensemble(path: Path):
+    """Take the ensemble's writer lock (an flock on NAME.lock beside it) for this process's
+    lifetime, or raise EnsembleError if another process writes the file. Held from before the
+    file is read until the process exits, so two writers of one file can never overlap."""
+    path = Path(path)
+    lock = path.with_name(path.name + ".lock")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fh = open(lock, "a")
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        fh.close()
+        raise EnsembleError(f"{path} is being written by another process (lock {lock.name} is held); "
+                            "wait for it to finish or stop it first") from None
+    return fh
+
+
+@contextmanager
+def writing(path: Path, what: str = "write"):
+    """Turn an HDF5 / OS write failure into one WriteError line that names the file."""
+    try:
+        yield
+    except (OSError, RuntimeError) as e:
+        raise WriteError(f"{path}: {what} failed ({_os_reason(e)}); every configuration flushed before stays "
+                         "readable: continue with --resume once there is room") from None
+
+
+def mark_resumed(path: Path, n_configs: int) -> None:
+    """Record a --resume (new target length, resume count) in the file's attributes."""
+    with writing(path), h5py.File(path, "r+") as f:
+        f.attrs["n_configs"] = n_configs
+        f.attrs["resumed"] = int(f.attrs.get("resumed", 0)) + 1
 
 
 class EnsembleWriter:
@@ -242,6 +334,10 @@ class EnsembleWriter:
         self.extra_end_attrs = extra_end_attrs or {}
 
     def begin(self, state: ChainState, settings: dict) -> None:
+        with writing(self.path):
+            self._begin(state, settings)
+
+    def _begin(self, state: ChainState, settings: dict) -> None:
         f = h5py.File(self.path, "r+", libver="latest")
         f.attrs["sampler_settings"] = json.dumps(settings)
         f.attrs["status"] = "running"
@@ -257,8 +353,11 @@ class EnsembleWriter:
         self.buffer.append((config.copy(), action, info))
 
     def flush(self, state: ChainState) -> None:
-        if not self.buffer:
-            return
+        if self.buffer:
+            with writing(self.path):
+                self._flush(state)
+
+    def _flush(self, state: ChainState) -> None:
         f = self.f
         n0 = f["configs"].shape[0]
         n1 = n0 + len(self.buffer)
@@ -278,8 +377,12 @@ class EnsembleWriter:
         self.buffer.clear()
 
     def finish(self, summary: RunSummary) -> None:
-        self.f.close()
-        self.f = None
+        with writing(self.path):
+            self.f.close()
+            self.f = None
+            self._mark_complete(summary)
+
+    def _mark_complete(self, summary: RunSummary) -> None:
         with h5py.File(self.path, "r+") as f:
             f.attrs["status"] = "complete"
             f.attrs["end_time"] = now()
