@@ -13,13 +13,14 @@ A thin layer over samplers.chain.run_chain; bad input ends with one line on stde
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from pathlib import Path
 
 import h5py
 
-from lattice.cli import (UsageError, add_config_argument, add_theory_arguments, merge_config,
+from lattice.cli import (HelpFormatter, UsageError, add_config_argument, add_theory_arguments, merge_config,
                          run_reporting_errors, theory_from_args, theory_identity)
 
 DEFAULTS = {"dim": 2, "algorithm": "hmc", "every": 1, "n_therm": 500, "seed": 0, "init": "hot",
@@ -40,7 +41,7 @@ SAMPLER_FLAGS += ("or_per_sweep", "or_with")  # heatbath / overrelaxation (no DE
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m generate", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=HelpFormatter)
     add_config_argument(p)
     add_theory_arguments(p, DEFAULTS["dim"])
     a = p.add_argument_group("algorithm")
@@ -303,6 +304,8 @@ def run(args, parser) -> int:
         sampler, tune = make_sampler(args)
     theory = theory_for(args, sampler)
     sampler.check(theory)
+    if not (args.flush_seconds >= 0 and math.isfinite(args.flush_seconds)):
+        raise UsageError(f"--flush-seconds must be a finite number >= 0, got {args.flush_seconds}")
     if args.every < 1:
         raise UsageError(f"--every must be >= 1, got {args.every}")
     if args.n_therm < 0:

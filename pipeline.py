@@ -17,12 +17,13 @@ from pathlib import Path
 
 import generate
 import train
+from lattice.cli import HelpFormatter
 from observables.__main__ import main as observables_main
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m pipeline", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=HelpFormatter)
     p.add_argument("--dir", type=Path, default=Path("runs/pipeline"), help="where the files go")
     p.add_argument("--L", type=int, default=8, help="lattice extent (a multiple of 4)")
     p.add_argument("--beta", type=float, default=2.0, help="U(1) coupling")

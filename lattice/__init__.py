@@ -2,6 +2,7 @@
 actions in PyTorch. Conventions: ../shared/PHYSICS.md and docs/design.md."""
 from __future__ import annotations
 
+import math
 import os
 
 # Idle OpenMP threads sleep instead of spinning: Numba's parallel kernels and torch (learned proposals,
@@ -32,10 +33,37 @@ def make_theory(name: str, shape: tuple[int, ...], **params):
     if extra:
         raise ValueError(f"theory {name} takes no parameter {', '.join(sorted(extra))} "
                          f"(it takes {' or '.join('(' + ', '.join(p) + ')' for p in PARAMETERS[name])})")
-    if not any(given == set(p) for p in PARAMETERS[name]):
+    sets = PARAMETERS[name]
+    if len([p for p in sets if set(p) & given]) > 1:
+        raise ValueError(f"theory {name}: give one parameterization, "
+                         f"{' or '.join('(' + ', '.join(p) + ')' for p in sets)}, not both "
+                         f"(got {', '.join(sorted(given))})")
+    if not any(given == set(p) for p in sets):
         raise ValueError(f"theory {name} needs parameters "
-                         f"{' or '.join('(' + ', '.join(p) + ')' for p in PARAMETERS[name])}")
-    return THEORIES[name](tuple(shape), **{k: float(params[k]) for k in given})
+                         f"{' or '.join('(' + ', '.join(p) + ')' for p in sets)}")
+    values = {}
+    for k in given:
+        try:
+            values[k] = float(params[k])
+        except (TypeError, ValueError):
+            raise ValueError(f"theory {name}: {k} must be a number, got {params[k]!r}") from None
+        if not math.isfinite(values[k]):
+            raise ValueError(f"theory {name}: {k} must be finite, got {values[k]}")
+    check_shape(shape)
+    return THEORIES[name](tuple(shape), **values)
+
+
+MAX_SITES = 1 << 26  # 67M sites = 512 MiB per float64 configuration
+
+
+def check_shape(shape: tuple[int, ...]) -> None:
+    """A lattice whose configuration fits in memory: every extent >= 1 and at most MAX_SITES sites."""
+    if not shape or any(int(n) < 1 for n in shape):
+        raise ValueError(f"lattice extents must be >= 1, got {'x'.join(map(str, shape))}")
+    sites = math.prod(int(n) for n in shape)
+    if sites > MAX_SITES:
+        raise ValueError(f"lattice {'x'.join(map(str, shape))} has {sites:.3g} sites; at most {MAX_SITES:.3g} "
+                         f"({8 * MAX_SITES >> 20} MiB per configuration) are supported")
 
 
 def theory_from_attrs(attrs: dict):

@@ -17,13 +17,24 @@ class UsageError(ValueError):
     """Bad input, reported as one line and exit status 2."""
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows "(default: X)" only where the help text does not state its default as "[X]" and
+    the flag has a real default (not None / False)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if action.default in (None, False, argparse.SUPPRESS) or text.rstrip().endswith("]"):
+            return text
+        return super()._get_help_string(action)
+
+
 def add_config_argument(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", type=Path, help="TOML file with any of these options (keys as the flags, "
                    "with - or _); flags given on the command line take precedence")
 
 
 def add_theory_arguments(p: argparse.ArgumentParser, default_dim: int = 2) -> None:
-    t = p.add_argument_group("theory (conventions: PHYSICS.md)")
+    t = p.add_argument_group("theory (conventions: docs/physics.md)")
     t.add_argument("--theory", choices=["phi4", "xy", "u1"], help="which theory")
     t.add_argument("--L", type=int, help="lattice extent in every direction")
     t.add_argument("--dim", type=int, help=f"phi4 only: number of dimensions [{default_dim}]")
@@ -66,13 +77,59 @@ def merge_config(args: argparse.Namespace, parser: argparse.ArgumentParser, path
         raise UsageError(f"config file {args.config} not found") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise UsageError(f"config file {args.config} is not valid TOML: {e}") from None
-    known = {a.dest for a in parser._actions}
+    actions = {a.dest: a for a in parser._actions}
     for key, value in table.items():
         dest = key.replace("-", "_")
-        if dest not in known or dest == "config":
+        if dest not in actions or dest == "config":
             raise UsageError(f"config file {args.config}: unknown option {key!r}")
-        if getattr(args, dest) is None:
+        if getattr(args, dest) == actions[dest].default:  # not given on the command line
+            value = config_value(actions[dest], value, f"config file {args.config}: {key}")
             setattr(args, dest, Path(value) if dest in paths else value)
+
+
+def config_value(action: argparse.Action, value, where: str):
+    """A TOML value checked against the flag it sets: the type the flag's parser would give
+    (an integer for int flags, a number for float flags, a string for paths and names, true /
+    false for switches, a list of strings for repeatable flags), and one of its choices."""
+    def fail(expected: str):
+        raise UsageError(f"{where} must be {expected}, got {value!r}")
+
+    if action.nargs == 0:  # a switch: --resume, --no-tune
+        if not isinstance(value, bool):
+            fail("true or false")
+        return value
+    if isinstance(action, argparse._AppendAction):
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            fail("a list of strings")
+        return [config_value(_single(action), v, where) for v in value]
+    if isinstance(value, bool) or isinstance(value, (list, dict)):
+        fail(_expected(action))
+    if action.type is int and not isinstance(value, int):
+        fail("an integer")
+    if action.type is float:
+        if not isinstance(value, (int, float)):
+            fail("a number")
+        value = float(value)
+    if action.type in (None, str, Path) and not isinstance(value, str):
+        fail("a string")
+    if action.type not in (None, str, Path, int, float):
+        if not isinstance(value, str):
+            fail(_expected(action))
+        try:
+            value = action.type(value)
+        except (TypeError, ValueError, argparse.ArgumentTypeError) as e:
+            raise UsageError(f"{where}: {e}") from None
+    if action.choices is not None and value not in action.choices:
+        fail(f"one of {', '.join(map(str, action.choices))}")
+    return value
+
+
+def _single(action: argparse.Action) -> argparse.Action:
+    return argparse.Action(action.option_strings, action.dest, type=action.type, choices=action.choices)
+
+
+def _expected(action: argparse.Action) -> str:
+    return {int: "an integer", float: "a number"}.get(action.type, "a string")
 
 
 def run_reporting_errors(prog: str, fn: Callable[[], int], interrupted: str,

@@ -16,7 +16,7 @@ import json
 import sys
 from pathlib import Path
 
-from lattice.cli import run_reporting_errors
+from lattice.cli import HelpFormatter, run_reporting_errors
 
 from .analysis import AGREE_Z, RAW_MODEL, analyze, check_comparable, store, strict_json, z_score
 from .stats import format_value_error
@@ -24,7 +24,7 @@ from .stats import format_value_error
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m observables", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=HelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--S", type=float, default=2.0, help="Wolff's S_tau of the automatic window")
@@ -36,17 +36,17 @@ def build_parser() -> argparse.ArgumentParser:
                         "(ratio estimators, ESS reported); without it they give the model's own averages")
     m = sub.add_parser("measure", parents=[common], help="every observable of one file, stored beside it in "
                        "NAME.observables.json",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       formatter_class=HelpFormatter)
     m.add_argument("file", type=Path)
     m.add_argument("--no-store", action="store_true", help="do not write NAME.observables.json")
     c = sub.add_parser("compare", parents=[common], help="files of the same theory side by side, z-scores "
-                       "against the first", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       "against the first", formatter_class=HelpFormatter)
     c.add_argument("files", type=Path, nargs="+")
     c.add_argument("--strict", action="store_true", help="exit 1 if any observable differs")
     c.add_argument("--plots", type=Path, help="write PNG plots into this folder (needs matplotlib)")
     la = sub.add_parser("learned-action", help="a trained model's -ln q against the action S over an ensemble "
                         "(fit, and for XY autoregressive models the vortex map); see observables/learned.py",
-                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                        formatter_class=HelpFormatter)
     la.add_argument("file", type=Path)
     la.add_argument("--model", type=Path, required=True, help="run folder (or checkpoint) of python -m train")
     la.add_argument("--skip", type=int, default=0, help="discard this many first configurations")

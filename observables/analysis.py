@@ -66,10 +66,16 @@ def analyze(path: str | Path, S: float = 2.0, skip: int = 0, select: str | None 
     diagnostics (see ``estimate_all``); the weights' ESS/N goes into the settings. Other files are
     chains of the target already and are never reweighted.
     """
+    if not (math.isfinite(S) and S > 0):
+        raise ValueError(f"--S must be a finite number > 0, got {S}")
     ens = read_ensemble(path, start=skip)
     n = len(ens.configs)
     if n < 4:
         raise EnsembleError(f"{path}: only {n} configurations after --skip {skip}; need at least 4")
+    bad = np.flatnonzero(~np.isfinite(ens.configs.reshape(n, -1)).all(axis=1))
+    if bad.size:
+        raise EnsembleError(f"{path}: configuration {skip + bad[0]} holds NaN or inf values "
+                            f"({bad.size} of {n} configurations do); nothing can be measured on them")
     theory = theory_from_attrs(ens.attrs)
     every = int(ens.attrs.get("every", 1))
     series = theories.primaries(ens.configs, theory)
@@ -88,6 +94,10 @@ def analyze(path: str | Path, S: float = 2.0, skip: int = 0, select: str | None 
         raise EnsembleError(f"{path} is a chain of the target ({ens.attrs.get('algorithm')}); --reweight applies "
                             f"to files of raw model samples (python -m generate --algorithm {RAW_MODEL})")
     estimates, kinds, flags = estimate_all(series, theory, S=S, every=every, select=select, log_w=log_w)
+    if not estimates:
+        names = [*series, *(d.name for d in theories.derived(theory))]
+        raise ValueError(f"--select {select!r} matches no observable of {theory.name}; its observables: "
+                         f"{', '.join(names[:12])}{', ...' if len(names) > 12 else ''}")
     return Analysis(str(path), ens.attrs, estimates, kinds, flags, settings, series)
 
 

@@ -48,6 +48,8 @@ from .hdf5_flags import cleared_view
 FORMAT = "latticeml-ensemble"
 FORMAT_VERSION = 1
 _MB = 1 << 20
+REQUIRED_ATTRS = ("theory", "params", "shape", "algorithm", "seed", "every", "init", "n_therm", "sampler_settings")
+REQUIRED_DATA = ("configs", "diagnostics", "state/config", "state/rng", "state/counters")
 
 
 class EnsembleError(ValueError):
@@ -124,6 +126,10 @@ def open_ensemble(path: str | os.PathLike) -> h5py.File:
     if f.attrs.get("format") != FORMAT:
         f.close()
         raise EnsembleError(f"{path}: not a latticeml ensemble file")
+    missing = [k for k in REQUIRED_ATTRS if k not in f.attrs] + [k for k in REQUIRED_DATA if k not in f]
+    if missing:
+        f.close()
+        raise EnsembleError(f"{path}: not a complete latticeml ensemble (no {', '.join(missing)})")
     return f
 
 

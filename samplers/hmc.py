@@ -39,6 +39,10 @@ class HMC(Stateless):
     diagnostics = ("dH",)
 
     def __post_init__(self):
+        for name in ("step_size", "traj_length"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"HMC {name.replace('_', ' ')} must be a finite number > 0, got {value}")
         if self.n_steps <= 0:
             self.n_steps = max(1, round(self.traj_length / self.step_size))
 

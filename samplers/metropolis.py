@@ -28,7 +28,7 @@ class Metropolis(Stateless):
 
     def check(self, theory) -> None:
         theory.check_metropolis()
-        if not self.delta > 0:
+        if not (self.delta > 0 and math.isfinite(self.delta)):
             raise ValueError(f"Metropolis step width must be > 0, got {self.delta}")
         if not 0 < self.target_accept < 1:
             raise ValueError(f"target acceptance must lie in (0, 1), got {self.target_accept}")

@@ -173,3 +173,75 @@ def test_help_lists_every_option():
                  "learned-mh", "hybrid", "model-samples", "--proposal", "--proposal-batch", "--proposal-dtype",
                  "--device", "--threads", "--symmetrize", "--local", "--hmc-per-proposal"):
         assert flag in stdout
+
+
+# ------------------------------------------------------------------ bad input found by fuzzing (in-process)
+U1 = ["--theory", "u1", "--L", "4", "--beta", "1"]
+FUZZED = {
+    "beta nan": (["--theory", "u1", "--L", "4", "--beta", "nan"], "beta must be finite"),
+    "beta inf": (["--theory", "xy", "--L", "4", "--beta", "inf"], "beta must be finite"),
+    "lam nan": (["--theory", "phi4", "--L", "4", "--kappa", "0.2", "--lam", "nan"], "lam must be finite"),
+    "kappa -inf": (["--theory", "phi4", "--L", "4", "--kappa=-inf", "--lam", "0.1"], "kappa must be finite"),
+    "both parameterizations": (["--theory", "phi4", "--L", "4", "--kappa", "0.2", "--lam", "0.1", "--m2", "1",
+                                "--g", "1"], "not both"),
+    "huge lattice": (["--theory", "u1", "--L", "200000", "--beta", "1"], "sites; at most"),
+    "huge dimension": (["--theory", "phi4", "--dim", "12", "--L", "32", "--kappa", "0.2", "--lam", "0.1"],
+                       "sites; at most"),
+    "negative flush interval": ([*U1, "--flush-seconds", "-1"], "--flush-seconds must be"),
+    "zero step size untuned": ([*U1, "--step-size", "0", "--no-tune"], "step size must be a finite number > 0"),
+    "nan step size": ([*U1, "--step-size", "nan"], "step size must be a finite number > 0"),
+}
+
+
+@pytest.mark.parametrize("case", FUZZED)
+def test_fuzzed_bad_input_is_one_line_error(tmp_path, capsys, case):
+    args, needle = FUZZED[case]
+    out = tmp_path / "x.h5"
+    assert generate.main([*BASE, *args, "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and needle in err[0], err
+    assert not out.exists()
+
+
+TOML_TYPES = {
+    "out = 5": ("out must be a string", "out = 5"),
+    "list step size": ("step-size must be a number", "step-size = [1, 2]"),
+    "fractional n-configs": ("n-configs must be an integer", "n-configs = 50.5"),
+    "string n-configs": ("n-configs must be an integer", 'n-configs = "ten"'),
+    "unknown choice": ("algorithm must be one of", 'algorithm = "gibbs"'),
+    "switch as number": ("quiet must be true or false", "quiet = 1"),
+    "beta nan": ("beta must be finite", "beta = nan"),
+}
+
+
+@pytest.mark.parametrize("case", TOML_TYPES)
+def test_toml_value_of_the_wrong_type_is_one_line_error(tmp_path, capsys, case):
+    needle, line = TOML_TYPES[case]
+    key = line.split("=")[0].strip()
+    table = {"theory": '"u1"', "L": "4", "beta": "1.0", "n-configs": "5", "n-therm": "2", "out": f'"{tmp_path / "x.h5"}"'}
+    table[key] = line.split("=", 1)[1].strip()
+    cfg = tmp_path / "run.toml"
+    cfg.write_text("".join(f"{k} = {v}\n" for k, v in table.items()))
+    assert generate.main(["--config", str(cfg)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and needle in err[0], err
+    assert not (tmp_path / "x.h5").exists()
+
+
+def test_resume_of_a_missing_file_without_theory_says_there_is_nothing_to_resume(tmp_path, capsys):
+    assert generate.main(["--out", str(tmp_path / "missing.h5"), "--resume", "--n-configs", "5"]) == 2
+    assert "does not exist, so there is no chain to continue" in capsys.readouterr().err
+
+
+def test_resume_of_an_hdf5_file_without_the_ensemble_attributes_is_refused(tmp_path, capsys):
+    out = tmp_path / "x.h5"
+    with h5py.File(out, "w") as f:
+        f.attrs["format"] = "latticeml-ensemble"
+    assert generate.main(["--out", str(out), "--resume", "--n-configs", "5"]) == 2
+    assert "not a complete latticeml ensemble" in capsys.readouterr().err
+
+
+def test_help_states_each_default_once():
+    text = generate.build_parser().format_help()
+    assert "(default: None)" not in text and "] (default:" not in text
+    assert "docs/physics.md" in text

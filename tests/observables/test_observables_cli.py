@@ -125,3 +125,25 @@ def test_measure_reads_a_file_that_is_still_being_written(tmp_path):
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--S", "nan"], "--S must be a finite number > 0"),
+    (["--S", "-1"], "--S must be a finite number > 0"),
+    (["--select", "zzz"], "matches no observable of u1"),
+    (["--select", "["], "matches no observable of u1"),
+])
+def test_measure_bad_option_is_one_line_error(u1_pair, capsys, args, needle):
+    assert main(["measure", str(u1_pair[0]), "--no-store", *args]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and needle in err[0], err
+
+
+def test_measure_names_the_file_and_configuration_holding_nan(u1_pair, tmp_path, capsys):
+    path = Path(shutil.copy(u1_pair[0], tmp_path / "nan.h5"))
+    with h5py.File(path, "r+") as f:
+        f["configs"][7, 0, 1, 1] = np.nan
+    assert main(["measure", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert str(path) in err and "configuration 7 holds NaN" in err
+    assert not (tmp_path / "nan.observables.json").exists()
