@@ -18,7 +18,9 @@ from pathlib import Path
 
 from lattice.cli import HelpFormatter, run_reporting_errors
 
-from .analysis import AGREE_Z, RAW_MODEL, analyze, check_comparable, store, strict_json, z_score
+from .analysis import (AGREE_Z, RAW_MODEL, analyze, check_comparable, duplicate_names, store, strict_json, verdict,
+                       z_score)
+from .proposal_diagnostics import lines as proposal_lines
 from .stats import format_value_error
 
 
@@ -72,6 +74,8 @@ def print_measure(a) -> None:
         notes = ", ".join(a.flags.get(name, []))
         print(f"{name:<{w}}  {est}" + (f"   <- {notes}" if notes else ""))
     print("tau_int in units of measurements (x every = updates); short: chain < 50 tau_int, error unreliable")
+    for line in proposal_lines(a.settings.get("proposals", {})):
+        print(line)
     print_reweighting(a)
 
 
@@ -88,19 +92,27 @@ def print_reweighting(a) -> None:
 def print_compare(analyses, zs, verdicts) -> None:
     base = analyses[0]
     heads = [Path(a.path).name for a in analyses]
-    names = list(base.estimates)
+    names = list(verdicts)
     w = max(12, *(len(n) for n in names))
     cols = [[_fmt(a.estimates[n]) if n in a.estimates else "-" for n in names] for a in analyses]
+    taus = [[f"{a.estimates[n].tau_int:.3g}" if n in a.estimates else "-" for n in names] for a in analyses]
     widths = [max(len(h), *(len(c) for c in col)) for h, col in zip(heads, cols)]
     print(f"baseline: {base.path}")
-    header = f"{'observable':<{w}}  " + "  ".join(f"{h:>{wd}}" for h, wd in zip(heads, widths))
+    header = f"{'observable':<{w}}  " + "  ".join(f"{h:>{wd}} {'tau_int':>7}" for h, wd in zip(heads, widths))
     print(header + "  " + "  ".join(f"{'z(' + str(i) + ')':>7}" for i in range(1, len(analyses))) + "  verdict")
     for k, n in enumerate(names):
-        line = f"{n:<{w}}  " + "  ".join(f"{col[k]:>{wd}}" for col, wd in zip(cols, widths))
+        line = f"{n:<{w}}  " + "  ".join(f"{col[k]:>{wd}} {tau[k]:>7}" for col, tau, wd in zip(cols, taus, widths))
         line += "  " + "  ".join(f"{zs[i][n]:>7.2f}" for i in range(1, len(analyses)))
-        print(line + "  " + verdicts[n])
-    n_diff = sum(v == "DIFFER" for v in verdicts.values())
-    print(f"{len(names) - n_diff} agree, {n_diff} differ (|z| >= {AGREE_Z:g} against {heads[0]})")
+        notes = sorted({f for a in analyses for f in a.flags.get(n, []) if f != "short"})
+        print(line + "  " + verdicts[n] + (f"   <- {'; '.join(notes)}" if notes else ""))
+    counts = {v: sum(x == v for x in verdicts.values()) for v in ("DIFFER", "NaN", "unreliable")}
+    n_agree = len(names) - sum(counts.values())
+    print(f"{n_agree} agree, {counts['DIFFER']} differ (|z| >= {AGREE_Z:g} against {heads[0]}), "
+          f"{counts['unreliable']} unreliable (sticky learned chain: no evidence either way), {counts['NaN']} NaN")
+    print("tau_int in units of measurements; short: chain < 50 tau_int")
+    for a in analyses:
+        for line in proposal_lines(a.settings.get("proposals", {})):
+            print(f"{Path(a.path).name}: {line}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -151,15 +163,17 @@ def compare(args) -> int:
                         reweight=args.reweight and _is_raw_model(f)) for f in args.files]
     check_comparable(analyses)
     base = analyses[0]
+    names = [n for n in base.estimates if n not in duplicate_names(list(base.estimates))]
     zs = [{}] + [{n: z_score(base.estimates[n], a.estimates[n]) if n in a.estimates else float("nan")
-                  for n in base.estimates} for a in analyses[1:]]
-    verdicts = {n: "DIFFER" if any(abs(zs[i][n]) >= AGREE_Z for i in range(1, len(analyses))) else "agree"
-                for n in base.estimates}
+                  for n in names} for a in analyses[1:]]
+    verdicts = {n: verdict([zs[i][n] for i in range(1, len(analyses))], [a.flags.get(n, []) for a in analyses])
+                for n in names}
     if args.json:
-        print(json.dumps({"baseline": str(args.files[0]),
-                          "files": [{"file": a.path, "results": a.rows()} for a in analyses],
-                          "z": {n: [zs[i][n] for i in range(1, len(analyses))] for n in base.estimates},
-                          "verdict": verdicts}, default=float))
+        print(json.dumps(strict_json({"baseline": str(args.files[0]),
+                                      "files": [{"file": a.path, "settings": a.settings, "results": a.rows()}
+                                                for a in analyses],
+                                      "z": {n: [zs[i][n] for i in range(1, len(analyses))] for n in names},
+                                      "verdict": verdicts})))
     else:
         print_compare(analyses, zs, verdicts)
         for a in analyses:
@@ -169,7 +183,7 @@ def compare(args) -> int:
         written = comparison_plots(analyses, args.plots)
         if not args.json:
             print(f"plots: {', '.join(str(p) for p in written)}")
-    if args.strict and any(v == "DIFFER" for v in verdicts.values()):
+    if args.strict and any(v in ("DIFFER", "NaN") for v in verdicts.values()):
         return 1
     return 0
 

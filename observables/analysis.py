@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import warnings
 from dataclasses import dataclass, field
 from fnmatch import fnmatch
@@ -22,6 +23,7 @@ from samplers.weights import ess_fraction
 
 from . import theories
 from .derived import Derived
+from .proposal_diagnostics import block_floor, proposal_diagnostics, unreliable_reason
 from .stats import Estimate, ShortChainWarning, gamma_method, gamma_method_derived, stationarity
 
 AGREE_Z = 3.0  # compare: |z| below this agrees
@@ -93,12 +95,28 @@ def analyze(path: str | Path, S: float = 2.0, skip: int = 0, select: str | None 
     elif reweight:
         raise EnsembleError(f"{path} is a chain of the target ({ens.attrs.get('algorithm')}); --reweight applies "
                             f"to files of raw model samples (python -m generate --algorithm {RAW_MODEL})")
-    estimates, kinds, flags = estimate_all(series, theory, S=S, every=every, select=select, log_w=log_w)
+    diag = proposal_diagnostics(ens.diagnostics, ens.attrs.get("algorithm", ""), every,
+                                report=_json_attr(ens.attrs.get("sampler_report")))
+    if diag:
+        settings["proposals"] = diag
+    estimates, kinds, flags = estimate_all(series, theory, S=S, every=every, select=select, log_w=log_w,
+                                           min_block=block_floor(diag))
+    for name, est in estimates.items():
+        reason = unreliable_reason(est, diag)
+        if reason:
+            flags.setdefault(name, []).append(reason)
     if not estimates:
         names = [*series, *(d.name for d in theories.derived(theory))]
         raise ValueError(f"--select {select!r} matches no observable of {theory.name}; its observables: "
                          f"{', '.join(names[:12])}{', ...' if len(names) > 12 else ''}")
     return Analysis(str(path), ens.attrs, estimates, kinds, flags, settings, series)
+
+
+def _json_attr(value) -> dict:
+    try:
+        return json.loads(value) if isinstance(value, str) else {}
+    except json.JSONDecodeError:
+        return {}
 
 
 def _reweighted(f, n_inputs: int):
@@ -109,7 +127,8 @@ def _reweighted(f, n_inputs: int):
 
 
 def estimate_all(series: dict[str, np.ndarray], theory, S: float = 2.0, every: int = 1,
-                 select: str | None = None, log_w: np.ndarray | None = None) -> tuple[dict, dict, dict]:
+                 select: str | None = None, log_w: np.ndarray | None = None,
+                 min_block: int = 0) -> tuple[dict, dict, dict]:
     """Gamma-method estimates of every primary series and every derived quantity of the theory:
     (estimates, kinds, flags) keyed by observable name, in display order.
 
@@ -117,6 +136,8 @@ def estimate_all(series: dict[str, np.ndarray], theory, S: float = 2.0, every: i
     quantity becomes a ratio estimator: <A>_w = <w A> / <w>, and a derived f(<A>, <B>, ...) is taken
     at the reweighted means; the errors come from Gamma-method propagation through the ratio
     (for independent samples this is the delta-method error of ``stats.weighted_mean``).
+    min_block > 0: every error is at least the blocking error with blocks that long (sticky
+    chains, ``observables.proposal_diagnostics``).
     """
     wanted = (lambda name: True) if not select else (lambda name: fnmatch(name, select))
     estimates, kinds, flags = {}, {}, {}
@@ -136,20 +157,20 @@ def estimate_all(series: dict[str, np.ndarray], theory, S: float = 2.0, every: i
         data[WEIGHT] = np.exp(log_w - np.max(log_w))
         for name in filter(wanted, series):
             d = Derived(name, (name, WEIGHT), lambda a, w: a / w)
-            record(name, lambda: gamma_method_derived(d, data, S=S, every=every), "primary")
+            record(name, lambda: gamma_method_derived(d, data, S=S, every=every, min_block=min_block), "primary")
         derived = [Derived(d.name, (*d.inputs, WEIGHT), _reweighted(d.f, len(d.inputs))) for d in derived]
     else:
         data = series
         for name in filter(wanted, series):
             x = series[name]
-            record(name, lambda: gamma_method(x, S=S, every=every, name=name), "primary")
+            record(name, lambda: gamma_method(x, S=S, every=every, name=name, min_block=min_block), "primary")
             if np.std(x) > 0:
                 z, bad = stationarity(x, S=S)
                 if bad:
                     flags.setdefault(name, []).append(f"non-stationary (halves differ, z = {z:.1f})")
     for d in derived:
         with np.errstate(all="ignore"):
-            record(d.name, lambda: gamma_method_derived(d, data, S=S, every=every), "derived")
+            record(d.name, lambda: gamma_method_derived(d, data, S=S, every=every, min_block=min_block), "derived")
     return estimates, kinds, flags
 
 
@@ -197,6 +218,37 @@ def z_score(a: Estimate, b: Estimate) -> float:
     if err == 0:
         return 0.0 if a.value == b.value else math.nan
     return (b.value - a.value) / err
+
+
+def verdict(zs: list[float], flags: list[list[str]]) -> str:
+    """compare's word for one observable: its z-scores against the baseline and every file's flags.
+
+    NaN (no value, no error, or missing) never agrees; |z| >= AGREE_Z differs; a match of an
+    estimate flagged unreliable (sticky learned chain) or short is no evidence of agreement."""
+    if not zs or any(not math.isfinite(z) for z in zs):
+        return "NaN"
+    if any(abs(z) >= AGREE_Z for z in zs):
+        return "DIFFER"
+    every_flag = [f for fl in flags for f in fl]
+    if any(f.startswith("unreliable") for f in every_flag):
+        return "unreliable"
+    if "short" in every_flag:
+        return "agree (short)"
+    return "agree"
+
+
+_WILSON = re.compile(r"W\((\d+),(\d+)\)$")
+
+
+def duplicate_names(names: list[str]) -> set[str]:
+    """Rows that repeat another by symmetry: W(1,1) = P, and W(T,R) = W(R,T) for T > R."""
+    present = set(names)
+    out = {"W(1,1)"} & present if "P" in present else set()
+    for n in names:
+        m = _WILSON.match(n)
+        if m and int(m[1]) > int(m[2]) and f"W({m[2]},{m[1]})" in present:
+            out.add(n)
+    return out
 
 
 def check_comparable(analyses: list[Analysis]) -> None:

@@ -29,6 +29,10 @@ import numpy as np
 #: a chain shorter than SHORT_CHAIN_FACTOR * tau_int measurements is flagged (Wolff: N >> tau_int;
 #: with fewer than ~50 tau_int the window, tau_int and the error itself are poorly determined).
 SHORT_CHAIN_FACTOR = 50.0
+#: sticky chains (``min_block``): fewer blocks than this, each twice the longest stay, is unreliable
+RELIABLE_BLOCKS = 100
+#: ... and so is an error whose blocking estimate exceeds the Gamma method's by this factor
+BLOCKED_FACTOR = 1.5
 
 
 class ShortChainWarning(UserWarning):
@@ -60,6 +64,8 @@ class Estimate:
     n: int
     every: int = 1
     name: str = ""
+    n_blocks: int = 0  # > 0: the error is at least the blocking error over this many blocks (``_estimate``)
+    blocked: bool = False  # the blocking error was the larger one and is the one reported
 
     @property
     def n_eff(self) -> float:
@@ -81,11 +87,17 @@ class Estimate:
         """True when the chain is shorter than ~50 tau_int (N < 50 tau_int): errors are unreliable."""
         return self.n < SHORT_CHAIN_FACTOR * self.tau_int
 
+    @property
+    def unreliable(self) -> bool:
+        """True for a sticky chain (``min_block``): fewer than RELIABLE_BLOCKS blocks longer than
+        its longest stay, or an error dominated by the blocking term (1.5 x the Gamma error's)."""
+        return self.n_blocks > 0 and (self.n_blocks < RELIABLE_BLOCKS or self.blocked)
+
     def as_dict(self) -> dict:
         """Plain-Python dict (JSON serialisable) of the fields and the derived properties."""
         d = asdict(self)
         d.update(n_eff=self.n_eff, tau_int_updates=self.tau_int_updates,
-                 error_error=self.error_error, short=self.short)
+                 error_error=self.error_error, short=self.short, unreliable=self.unreliable)
         return {k: (v.item() if isinstance(v, np.generic) else v) for k, v in d.items()}
 
     def __str__(self) -> str:
@@ -238,22 +250,44 @@ def _warn_if_short(est: Estimate, failed: bool, what: str, stacklevel: int = 3) 
                   "error and tau_int are unreliable, run longer", ShortChainWarning, stacklevel=stacklevel)
 
 
+def blocking_error(delta: np.ndarray, block: int) -> tuple[float, int]:
+    """(error of the mean, number of blocks) from the means of consecutive blocks of ``block``
+    measurements (the incomplete last block dropped): sigma^2 = var(block means) / n_blocks."""
+    n_blocks = len(delta) // block
+    if n_blocks < 2:
+        return math.inf, n_blocks
+    means = delta[:n_blocks * block].reshape(n_blocks, block).mean(axis=1)
+    return float(np.std(means, ddof=1) / math.sqrt(n_blocks)), n_blocks
+
+
 def _estimate(value: float, delta: np.ndarray, S: float, every: int, name: str = "",
-              warn: bool = True, stacklevel: int = 4) -> Estimate:
+              warn: bool = True, stacklevel: int = 4, min_block: int = 0) -> Estimate:
+    """The Gamma-method estimate; with ``min_block`` > 0 (a sticky chain: twice its longest stay,
+    in measurements) the error is the larger of the Gamma error and the blocking error with
+    blocks of ``min_block`` measurements, and tau_int the one that error implies."""
     if S < 0:
         raise ValueError(f"S must be >= 0, got {S}")
     if int(every) != every or every < 1:
         raise ValueError(f"every must be a positive integer, got {every}")
     res = _gamma_analysis(delta, S)
-    est = Estimate(value=float(value), error=res.error, tau_int=res.tau_int,
+    error, tau_int, n_blocks, blocked = res.error, res.tau_int, 0, False
+    if min_block > 1:
+        block_error, n_blocks = blocking_error(delta, int(min_block))
+        n_blocks = max(n_blocks, 1)
+        blocked = block_error > BLOCKED_FACTOR * res.error
+        if block_error > res.error:
+            gamma0 = float(np.mean(delta ** 2))
+            error = block_error if math.isfinite(block_error) else math.inf
+            tau_int = len(delta) * error ** 2 / (2 * gamma0) if gamma0 > 0 else res.tau_int
+    est = Estimate(value=float(value), error=error, tau_int=tau_int,
                    tau_int_error=res.tau_int_error, window=res.window, n=len(delta),
-                   every=int(every), name=name)
+                   every=int(every), name=name, n_blocks=n_blocks, blocked=blocked)
     if warn:
         _warn_if_short(est, res.windowing_failed, name or "gamma_method", stacklevel)
     return est
 
 
-def gamma_method(x, S: float = 2.0, every: int = 1, name: str = "") -> Estimate:
+def gamma_method(x, S: float = 2.0, every: int = 1, name: str = "", min_block: int = 0) -> Estimate:
     """Mean of one Markov-chain series x (N,) with the Gamma-method error (Wolff, automatic windowing).
 
     value = xbar;  error^2 = Gamma(0) 2 tau_int / N  with the bias-corrected tau_int of the optimal
@@ -265,10 +299,14 @@ def gamma_method(x, S: float = 2.0, every: int = 1, name: str = "") -> Estimate:
     range and windowing condition, so value, error and W_opt agree; pyerrors additionally divides
     its reported tau_int by (1 + 1/N) (and multiplies Gamma(0) by the same factor for the error) and
     evaluates the Madras-Sokal error with the uncorrected tau_int(W): differences of O(1/N) and O(W/N).
+
+    min_block > 0 (a sticky chain, e.g. an independence sampler's: twice its longest run of
+    rejections, in measurements): the error is at least the blocking error with blocks that
+    long; ``Estimate.unreliable`` says when that dominates or the chain holds few such blocks.
     """
     x = _as_series(x)
     mean = x.mean()
-    return _estimate(mean, x - mean, S, every, name)
+    return _estimate(mean, x - mean, S, every, name, min_block=min_block)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -315,7 +353,7 @@ def _derivative_steps(arrays: list[np.ndarray], rel_step: float) -> np.ndarray:
 
 
 def gamma_method_derived(derived, series: Mapping[str, np.ndarray], S: float = 2.0, every: int = 1,
-                         rel_step: float = 1e-2) -> Estimate:
+                         rel_step: float = 1e-2, min_block: int = 0) -> Estimate:
     """Gamma-method estimate of F = f(<a_1>, <a_2>, ...) for a ``Derived`` record (name, inputs, f).
 
     Linearised error propagation (Wolff, derived quantities): with the means abar_a and the
@@ -337,7 +375,7 @@ def gamma_method_derived(derived, series: Mapping[str, np.ndarray], S: float = 2
     for g, a, m in zip(grad, arrays, means):
         if g != 0:
             delta += g * (a - m)
-    return _estimate(value, delta, S, every, name=derived.name)
+    return _estimate(value, delta, S, every, name=derived.name, min_block=min_block)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -74,4 +74,5 @@ class Hybrid:
         self.mh.set_state(state)
 
     def report(self) -> dict:
-        return self.mh.report()
+        return self.mh.stats.report(mh=True, remedy="train longer, or run more local updates per proposal "
+                                    "(--local-per-proposal)")

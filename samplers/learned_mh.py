@@ -52,10 +52,16 @@ class ProposalStats:
             self.run += 1
             self.longest_run = max(self.longest_run, self.run)
 
-    def report(self, mh: bool = True) -> dict:
+    def report(self, mh: bool = True, remedy: str = "train longer, or use --algorithm hybrid") -> dict:
         lw = np.asarray(self.log_w, dtype=np.float64)
         out: dict = {"proposals": int(lw.size)}
         if lw.size == 0:
+            return out
+        if mh:
+            out["acceptance_mh"] = self.n_accepted / lw.size
+            out["longest_rejection_run"] = self.longest_run
+        if np.isnan(lw).all():
+            out["note"] = "the model gives no density for its samples (no weights, no proposal ESS)"
             return out
         finite = lw[np.isfinite(lw)]
         out["proposal_ess"] = ess_fraction(lw)
@@ -63,16 +69,12 @@ class ProposalStats:
         w = np.exp(finite - finite.max()) if finite.size else np.zeros(0)
         ratio = float(w.max() / w.mean()) if w.size else math.inf
         out["max_w_over_mean"] = ratio
-        if mh:
-            out["acceptance_mh"] = self.n_accepted / lw.size
-            out["longest_rejection_run"] = self.longest_run
         if ratio > STICK_RATIO:
             what = (f"a chain that reaches such a configuration sticks there for ~{ratio:.0f} updates"
                     if mh else "a few samples dominate reweighted averages")
             out["warning"] = (f"heavy tail of log w: the largest proposal weight is {ratio:.3g} x the mean "
                               f"(var log w = {out['var_log_w']:.3g}); {what}: the model rarely proposes a "
-                              "region the target weights heavily. Check tau_int and the ESS, train longer, "
-                              "or use --algorithm hybrid")
+                              f"region the target weights heavily. Check tau_int and the ESS; {remedy}")
         return out
 
 
@@ -185,7 +187,7 @@ class ModelSamples(_ModelStream):
         return UpdateInfo(1.0, extra={"log_q": log_q, "log_p": log_p, "proposal": i})
 
     def report(self) -> dict:
-        return self.stats.report(mh=False)
+        return self.stats.report(mh=False, remedy="train longer (reweighted averages rest on a few samples)")
 
     @classmethod
     def from_settings(cls, settings: dict) -> "ModelSamples":
