@@ -147,3 +147,29 @@ def test_measure_names_the_file_and_configuration_holding_nan(u1_pair, tmp_path,
     err = capsys.readouterr().err
     assert str(path) in err and "configuration 7 holds NaN" in err
     assert not (tmp_path / "nan.observables.json").exists()
+
+
+def test_nan_never_agrees_and_unreliable_is_no_agreement():
+    from observables.analysis import verdict
+
+    assert verdict([float("nan")], [[], []]) == "NaN"
+    assert verdict([0.5], [[], ["unreliable (sticky: 12 blocks of 2 x the longest stay)"]]) == "unreliable"
+    assert verdict([3.5], [[], ["unreliable (heavy tail of w: sticky chain)"]]) == "DIFFER"
+    assert verdict([0.5], [["short"], []]) == "agree (short)"
+    assert verdict([0.5], [[], []]) == "agree"
+
+
+def test_compare_drops_rows_equal_by_symmetry_and_shows_tau_int(u1_pair, capsys):
+    assert main(["compare", *map(str, u1_pair)]) == 0
+    rows = [line.split()[0] for line in capsys.readouterr().out.splitlines()]
+    assert "P" in rows and "W(1,2)" in rows and "W(1,1)" not in rows and "W(2,1)" not in rows
+
+
+def test_compare_json_is_strict_json(u1_pair, capsys):
+    assert main(["compare", *map(str, u1_pair), "--json"]) == 0
+
+    def refuse(token):
+        raise AssertionError(f"bare {token} in JSON")
+
+    doc = json.loads(capsys.readouterr().out, parse_constant=refuse)
+    assert "W(1,1)" not in doc["verdict"] and doc["verdict"]["P"] in ("agree", "agree (short)")
