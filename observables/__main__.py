@@ -63,17 +63,28 @@ def _fmt(est) -> str:
     return f"{v} ± {e}"
 
 
+def hidden(name: str) -> bool:
+    """Rows the tables leave out unless selected: phi4's point products C(x), the raw inputs of G_c(x)."""
+    return name.startswith("C(")
+
+
 def print_measure(a) -> None:
     """One line per observable: name, then ``value ± error [tau_int = t(dt), N_eff = n]``, then notes."""
     attrs = a.attrs
     print(f"{a.path}: {attrs['theory']} {attrs['params']} on {'x'.join(map(str, attrs['shape']))}, "
           f"{attrs['algorithm']}, N = {a.settings['n']} (every {a.settings['every']}), S = {a.settings['S']}"
           + ("" if attrs.get("status") == "complete" else f"  [file status: {attrs.get('status')}]"))
-    w = max(12, *(len(n) for n in a.estimates))
-    for name, est in a.estimates.items():
+    shown = [n for n in a.estimates if a.settings.get("select", "*") != "*" or not hidden(n)]
+    w = max(12, *(len(n) for n in shown))
+    for name in shown:
         notes = ", ".join(a.flags.get(name, []))
-        print(f"{name:<{w}}  {est}" + (f"   <- {notes}" if notes else ""))
+        print(f"{name:<{w}}  {a.estimates[name]}" + (f"   <- {notes}" if notes else ""))
+    if len(shown) < len(a.estimates):
+        print(f"({len(a.estimates) - len(shown)} point products C(x) not shown: --select 'C(*' or --json; "
+              f"all are in the stored results)")
     print("tau_int in units of measurements (x every = updates); short: chain < 50 tau_int, error unreliable")
+    for line in a.settings.get("notes", []):
+        print(f"note: {line}")
     for line in proposal_lines(a.settings.get("proposals", {})):
         print(line)
     print_reweighting(a)
@@ -163,7 +174,8 @@ def compare(args) -> int:
                         reweight=args.reweight and _is_raw_model(f)) for f in args.files]
     check_comparable(analyses)
     base = analyses[0]
-    names = [n for n in base.estimates if n not in duplicate_names(list(base.estimates))]
+    names = [n for n in base.estimates if n not in duplicate_names(list(base.estimates))
+             and (args.select or not hidden(n))]
     zs = [{}] + [{n: z_score(base.estimates[n], a.estimates[n]) if n in a.estimates else float("nan")
                   for n in names} for a in analyses[1:]]
     verdicts = {n: verdict([zs[i][n] for i in range(1, len(analyses))], [a.flags.get(n, []) for a in analyses])

@@ -105,6 +105,9 @@ def analyze(path: str | Path, S: float = 2.0, skip: int = 0, select: str | None 
         reason = unreliable_reason(est, diag)
         if reason:
             flags.setdefault(name, []).append(reason)
+    notes = getattr(theories.module_for(theory), "notes", None)
+    if notes is not None and not select and log_w is None:
+        settings["notes"] = notes(series, theory, S=S, every=every, min_block=block_floor(diag))
     if not estimates:
         names = [*series, *(d.name for d in theories.derived(theory))]
         raise ValueError(f"--select {select!r} matches no observable of {theory.name}; its observables: "
@@ -151,6 +154,10 @@ def estimate_all(series: dict[str, np.ndarray], theory, S: float = 2.0, every: i
             flags.setdefault(name, []).append("short")
 
     derived = [d for d in theories.derived(theory) if wanted(d.name) and all(k in series for k in d.inputs)]
+    data_derived = getattr(theories.module_for(theory), "data_derived", None)  # e.g. the pole-mass fit
+    if data_derived is not None:
+        derived += [d for d in data_derived(series, theory, S=S, every=every, min_block=min_block)
+                    if wanted(d.name) and all(k in series for k in d.inputs)]
     if log_w is not None:
         log_w = np.asarray(log_w, dtype=np.float64)
         data = {name: x * np.exp(log_w - np.max(log_w)) for name, x in series.items()}

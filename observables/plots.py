@@ -6,8 +6,13 @@ autocorrelation.png  normalized autocorrelation functions rho(t) with the chosen
 
 and for ``python -m observables learned-action --plots DIR`` (``learned_action_plots``):
 learned_action.png, vortex_map.png
+
+``plot_charge_distribution``: P(Q) of U(1) chains (``u1.charge_distribution``) with error bars,
+optionally beside an exact distribution.
 """
 from __future__ import annotations
+
+import math
 
 from pathlib import Path
 
@@ -39,14 +44,19 @@ def comparison_plots(analyses, folder: Path) -> list[Path]:
     names = [n for n in HEADLINE[theory] if all(n in a.series for a in analyses)]
     written = []
 
-    fig, axes = plt.subplots(len(names), 1, figsize=(9, 2.6 * len(names)), squeeze=False)
-    for ax, name in zip(axes[:, 0], names):
-        for a, label in zip(analyses, labels):
+    # one panel per file and observable: overlaid histories of several chains hide each other
+    fig, axes = plt.subplots(len(names), len(analyses), figsize=(4.5 * len(analyses), 2.4 * len(names)),
+                             squeeze=False, sharey="row")
+    for row, name in enumerate(names):
+        for col, (a, label) in enumerate(zip(analyses, labels)):
             x = a.series[name]
-            ax.plot(np.arange(len(x)) * a.settings["every"], x, lw=0.5, alpha=0.8, label=label)
-        ax.set_ylabel(name)
-    axes[-1, 0].set_xlabel("update (sweep / trajectory / proposal)")
-    axes[0, 0].legend(fontsize=8, loc="upper right")
+            ax = axes[row, col]
+            ax.plot(np.arange(len(x)) * a.settings["every"], x, lw=0.5, color=f"C{col}")
+            if row == 0:
+                ax.set_title(label, fontsize=9)
+            if col == 0:
+                ax.set_ylabel(name)
+        axes[-1, 0].set_xlabel("update (sweep / trajectory / proposal)")
     fig.suptitle(f"Monte Carlo histories ({theory})")
     written.append(_save(fig, folder / "histories.png", plt))
 
@@ -62,6 +72,7 @@ def comparison_plots(analyses, folder: Path) -> list[Path]:
         ax.hist(d, bins=bins, density=True, histtype="step", lw=1.5, label=label)
     ax.set_xlabel(name)
     ax.set_ylabel("probability density")
+    ax.set_title(f"distribution of {name} ({theory})")
     ax.legend(fontsize=8)
     written.append(_save(fig, folder / "histogram.png", plt))
 
@@ -72,14 +83,31 @@ def comparison_plots(analyses, folder: Path) -> list[Path]:
             w = est.window if est is not None else 20
             t_max = max(10, min(len(a.series[name]) // 2, 3 * max(w, 1)))
             rho = autocorrelation(a.series[name], max_lag=t_max)
-            line, = ax.plot(np.arange(len(rho)), rho, lw=1, label=f"{label}, W = {w}")
+            tau = f"{est.tau_int:.3g}({est.tau_int_error:.2g})" if est is not None else "?"
+            line, = ax.plot(np.arange(len(rho)), rho, lw=1, label=f"{label}: tau_int = {tau}, W = {w}")
+            band = rho_error(rho, len(a.series[name]), w)
+            ax.fill_between(np.arange(len(rho)), rho - band, rho + band, color=line.get_color(), alpha=0.2, lw=0)
             ax.axvline(w, color=line.get_color(), ls=":", lw=1)
         ax.axhline(0, color="k", lw=0.5)
         ax.set_xlabel("t (measurements)")
         ax.set_ylabel(f"rho(t) of {name}")
+        ax.set_title(f"normalized autocorrelation of {name} (band: error of rho, W: window)", fontsize=9)
         ax.legend(fontsize=8)
     written.append(_save(fig, folder / "autocorrelation.png", plt))
+    if theory == "u1" and all("Q" in a.series for a in analyses):
+        from .u1 import charge_distribution
+
+        dists = [charge_distribution(a.series["Q"], every=a.settings["every"]) for a in analyses]
+        written.append(plot_charge_distribution(dists, folder / "charge_distribution.png", labels=labels,
+                                                title="topological charge distribution P(Q)"))
     return written
+
+
+def rho_error(rho: np.ndarray, n: int, window: int) -> np.ndarray:
+    """Error of the normalized autocorrelation rho(t), Wolff 2004 eq. (E.11) in its large-t form:
+    sigma_rho(t)^2 ~ (1 + 2 sum_{k=1}^{W} rho(k)^2) / N (the same for every t beyond the decay)."""
+    w = int(min(max(window, 1), len(rho) - 1))
+    return np.full(len(rho), math.sqrt((1.0 + 2.0 * float(np.sum(rho[1:w + 1] ** 2))) / n))
 
 
 def _save(fig, path: Path, plt) -> Path:
@@ -153,3 +181,37 @@ def learned_action_plots(result: dict, configs, folder: Path, title: str = "") -
             ax.set_ylabel("x0")
         written.append(_save(fig, folder / "vortex_map.png", plt))
     return written
+
+
+def plot_charge_distribution(distributions, path: Path, labels=None, exact=None, log: bool = True,
+                             title: str = "") -> Path:
+    """P(Q) with Gamma-method error bars, one series of points per distribution, written to ``path``.
+
+    distributions: a ``u1.ChargeDistribution`` or a list of them; labels: one per distribution;
+    exact: optional (q, p) arrays drawn as a step line (e.g. the torus formula); log: logarithmic
+    P axis (bins with P = 0 are left out there)."""
+    from .u1 import ChargeDistribution
+
+    plt = require_matplotlib()
+    if isinstance(distributions, ChargeDistribution):
+        distributions = [distributions]
+    labels = labels or [f"chain {k + 1}" for k in range(len(distributions))]
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    n = len(distributions)
+    for k, (d, label) in enumerate(zip(distributions, labels)):
+        shift = 0.08 * (k - (n - 1) / 2)  # side by side, not on top of each other
+        keep = d.p > 0 if log else np.ones(len(d.q), dtype=bool)
+        ax.errorbar(d.q[keep] + shift, d.p[keep], yerr=d.error[keep], fmt="o", ms=4, capsize=3, label=label)
+    if exact is not None:
+        q, p = (np.asarray(a) for a in exact)
+        ax.step(q, p, where="mid", color="k", lw=1, label="exact")
+    if log:
+        ax.set_yscale("log")
+    ax.set_xlabel("Q")
+    ax.set_ylabel("P(Q)")
+    if title:
+        ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=8)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return _save(fig, path, plt)

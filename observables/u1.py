@@ -1,15 +1,18 @@
 """Observables of 2D U(1) gauge theory (PHYSICS.md, "U(1) gauge theory in 2D").
 
 Batches of link angles have shape (N, 2, L0, L1); theta[:, mu] is the link from x to x + mu,
-mu = 0 along axis L0, mu = 1 along axis L1. All functions are vectorized over the batch.
+mu = 0 along axis L0 ("time": the Polyakov loops wind along it), mu = 1 along axis L1. All functions
+are vectorized over the batch. Definitions: docs/physics.md.
 """
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
 from .derived import Derived
+from .stats import Estimate, gamma_method
 
 TWO_PI = 2.0 * math.pi
 Q_TOLERANCE = 1e-6  # |Q - round(Q)| allowed before topological_charge refuses a configuration
@@ -108,16 +111,90 @@ def wilson_loops(configs, R_max: int, T_max: int) -> np.ndarray:
     return 0.5 * (w + w.transpose(0, 2, 1))[:, :R_max, :T_max]
 
 
+# --------------------------------------------------------------------------- Polyakov loops
+def polyakov_phases(configs) -> np.ndarray:
+    """Phi(x1) = sum_{t=0}^{L0-1} theta_0(t, x1), the angle of the Polyakov loop P(x1) = prod_t U_0(t, x1)
+    = e^{i Phi(x1)} that winds once around the time direction (axis 0); not wrapped; (N, L1).
+    Gauge invariant (the transformation telescopes around the periodic time axis)."""
+    return _check(configs)[:, 0].sum(axis=1)
+
+
+def polyakov_loops(configs) -> np.ndarray:
+    """P(x1) = e^{i Phi(x1)}; (N, L1) complex."""
+    return np.exp(1j * polyakov_phases(configs))
+
+
+def polyakov_correlator(configs, r_max: int) -> np.ndarray:
+    """(1/L1) sum_x1 Re[P(x1) P*(x1 + r)] = (1/L1) sum_x1 cos(Phi(x1) - Phi(x1 + r)) per configuration
+    for r = 0..r_max (periodic in x1; r = 0 gives exactly 1); (N, r_max + 1). The product is the loop
+    around the L0 x r strip of plaquettes between the two lines, so its expectation is that of a Wilson
+    loop of area L0 r (docs/physics.md)."""
+    phi = polyakov_phases(configs)
+    return np.stack([np.cos(phi - np.roll(phi, -r, axis=1)).mean(axis=1) for r in range(r_max + 1)], axis=1)
+
+
+# --------------------------------------------------------------------------- charge distribution
+@dataclass(frozen=True)
+class ChargeDistribution:
+    """P(Q): q (the charges), estimates[k] the Gamma-method estimate of P(Q = q[k]) (the mean of the
+    indicator series 1[Q_i = q], autocorrelations included); symmetric: P(Q) and P(-Q) averaged."""
+
+    q: np.ndarray
+    estimates: tuple[Estimate, ...]
+    symmetric: bool = False
+
+    @property
+    def p(self) -> np.ndarray:
+        return np.array([e.value for e in self.estimates])
+
+    @property
+    def error(self) -> np.ndarray:
+        return np.array([e.error for e in self.estimates])
+
+    @property
+    def tau_int(self) -> np.ndarray:
+        return np.array([e.tau_int for e in self.estimates])
+
+
+def charge_distribution(Q, q_max: int | None = None, symmetric: bool = False, S: float = 2.0,
+                        every: int = 1, min_block: int = 0) -> ChargeDistribution:
+    """The distribution of the topological charge over a chain, P(Q) for Q = -q_max..q_max (default
+    q_max = max |Q| of the chain), each bin the Gamma-method mean of its indicator series
+    1[Q_i = q] (so the error includes the autocorrelation of Q). ``symmetric``: the indicator
+    (1[Q_i = q] + 1[Q_i = -q]) / 2, an estimate of the C-symmetric P(Q) = P(-Q) with a smaller error.
+    A bin the chain never visits is 0 with error 0 (the Gamma method of a constant series).
+    min_block > 0 is passed on to the Gamma method (sticky chains, as in ``analysis.estimate_all``)."""
+    Q = np.asarray(Q)
+    if Q.ndim != 1 or len(Q) < 2:
+        raise ValueError("Q must be a 1-d series of at least 2 charges")
+    if not np.array_equal(Q, np.rint(Q)):
+        raise ValueError("Q must hold integers")
+    Q = Q.astype(np.int64)
+    q_max = int(np.abs(Q).max()) if q_max is None else int(q_max)
+    qs = np.arange(-q_max, q_max + 1)
+    ests = []
+    for q in qs:
+        ind = (Q == q).astype(np.float64)
+        if symmetric:
+            ind = 0.5 * (ind + (Q == -q))
+        opts = {"min_block": int(min_block)} if min_block else {}
+        ests.append(gamma_method(ind, S=S, every=every, name=f"P(Q={q})", **opts))
+    return ChargeDistribution(qs, tuple(ests), symmetric)
+
+
 # --------------------------------------------------------------------------- analysis
 def primaries(configs, theory, batch: int | None = None) -> dict[str, np.ndarray]:
     """Per-configuration series, each (N,): "P" (average plaquette), "W(R,T)" for 1 <= R, T <= L/2
-    (L = min(L0, L1)), "Q" (int64) and "Q^2". ``configs`` may be any sliceable array (e.g. an
+    (L = min(L0, L1)), "Q" (int64), "Q^2", the Polyakov loop averaged over x1, "Re(Poly)" and
+    "Im(Poly)" (both 0 in expectation), and the Polyakov-loop correlator "PolyCorr(r=0)" ..
+    "PolyCorr(r=L1/2)" (``polyakov_correlator``). ``configs`` may be any sliceable array (e.g. an
     h5py dataset); it is read in batches of about BATCH_SITES sites."""
     L0, L1 = theory.shape
     n_max = max_loop_size(theory.shape)
     batch = batch or max(1, BATCH_SITES // (L0 * L1))
     N = len(configs)
     P, Q, W = np.empty(N), np.empty(N, dtype=np.int64), np.empty((N, n_max, n_max))
+    poly, pc = np.empty(N, dtype=np.complex128), np.empty((N, L1 // 2 + 1))
     for i in range(0, N, batch):
         c = _check(configs[i:i + batch])
         if c.shape[2:] != (L0, L1):
@@ -125,12 +202,16 @@ def primaries(configs, theory, batch: int | None = None) -> dict[str, np.ndarray
         P[i:i + batch] = average_plaquette(c)
         Q[i:i + batch] = topological_charge(c)
         W[i:i + batch] = wilson_loops(c, n_max, n_max)
+        poly[i:i + batch] = polyakov_loops(c).mean(axis=1)
+        pc[i:i + batch] = polyakov_correlator(c, L1 // 2)
     out = {"P": P}
     for R in range(1, n_max + 1):
         for T in range(1, n_max + 1):
             out[f"W({R},{T})"] = W[:, R - 1, T - 1]
     out["Q"] = Q
     out["Q^2"] = (Q * Q).astype(np.float64)
+    out["Re(Poly)"], out["Im(Poly)"] = poly.real.copy(), poly.imag.copy()
+    out.update({f"PolyCorr(r={r})": pc[:, r] for r in range(L1 // 2 + 1)})
     return out
 
 

@@ -121,9 +121,9 @@ def momentum_magnetization_sq(configs, n: int = 1) -> np.ndarray:
 
 # --------------------------------------------------------------------------- analysis
 def primaries(configs, theory, batch: int | None = None) -> dict[str, np.ndarray]:
-    """Per-configuration series, each (N,): "e", "|m|", "|m|^2", "|m|^4", "Upsilon" (per-configuration
-    helicity combination), its two terms "Upsilon_cos" and "Upsilon_sin2", "rho_v", "C(t=0)" ..
-    "C(t=L0/2)" and "|m(p_min)|^2". ``configs`` may be any sliceable array (e.g. an h5py dataset)."""
+    """Per-configuration series, each (N,): "e", "e^2" (for the specific heat), "|m|", "|m|^2", "|m|^4",
+    "Upsilon" (per-configuration helicity combination), its two terms "Upsilon_cos" and "Upsilon_sin2",
+    "rho_v", "C(t=0)" .. "C(t=L0/2)" and "|m(p_min)|^2". ``configs`` may be any sliceable array (e.g. an h5py dataset)."""
     L0, L1 = theory.shape
     batch = batch or max(1, BATCH_SITES // (L0 * L1))
     N = len(configs)
@@ -146,7 +146,7 @@ def primaries(configs, theory, batch: int | None = None) -> dict[str, np.ndarray
         C[sl] = _slice_products(mb)
         cols["rho_v"][sl] = vortex_density(c)
     m2 = cols["|m|^2"]
-    out = {"e": cols["e"], "|m|": np.sqrt(m2), "|m|^2": m2, "|m|^4": m2 * m2,
+    out = {"e": cols["e"], "e^2": cols["e"] ** 2, "|m|": np.sqrt(m2), "|m|^2": m2, "|m|^4": m2 * m2,
            "Upsilon": cols["Upsilon_cos"] - theory.beta * cols["Upsilon_sin2"],
            "Upsilon_cos": cols["Upsilon_cos"], "Upsilon_sin2": cols["Upsilon_sin2"], "rho_v": cols["rho_v"]}
     out.update({f"C(t={t})": C[:, t] for t in range(L0 // 2 + 1)})
@@ -160,7 +160,8 @@ def _effective_mass(c_minus, c, c_plus):
 
 
 def derived(theory) -> list[Derived]:
-    """chi = V<|m|^2>, U_L, beta*Upsilon, G(t) (t = 0..L0/2), m_eff(t) (t = 1..L0/2 - 1) and xi_2.
+    """chi = V<|m|^2>, U_L, beta*Upsilon, the specific heat C_v = beta^2 V (<e^2> - <e>^2), G(t)
+    (t = 0..L0/2), m_eff(t) (t = 1..L0/2 - 1) and xi_2.
 
     <m> = 0 by the O(2) symmetry on a finite lattice, so G(t) and xi_2 need no subtraction."""
     L0, L1 = theory.shape
@@ -171,6 +172,8 @@ def derived(theory) -> list[Derived]:
         Derived("chi", ("|m|^2",), lambda m2: V * m2, "V <|m|^2>"),
         Derived("U_L", ("|m|^2", "|m|^4"), lambda m2, m4: 1 - m4 / (2 * m2 * m2), "1 - <|m|^4> / (2 <|m|^2>^2)"),
         Derived("beta*Upsilon", ("Upsilon",), lambda u: beta * u, "beta times the helicity modulus (2/pi at BKT)"),
+        Derived("C_v", ("e", "e^2"), lambda e, e2: beta * beta * V * (e2 - e * e),
+                "specific heat per site beta^2 V (<e^2> - <e>^2) = -beta^2 d<e>/dbeta"),
     ]
     for t in range(L0 // 2 + 1):
         out.append(Derived(f"G(t={t})", (f"C(t={t})",), lambda c: L1 * c, "V_t <mbar(t0) . mbar(t0+t)>"))

@@ -83,7 +83,7 @@ def test_compare_refuses_different_theories(u1_pair, tmp_path, capsys):
 def test_compare_writes_plots(u1_pair, tmp_path):
     pytest.importorskip("matplotlib")
     assert main(["compare", *map(str, u1_pair), "--select", "[PQ]", "--plots", str(tmp_path / "plots")]) == 0
-    for name in ("histories.png", "histogram.png", "autocorrelation.png"):
+    for name in ("histories.png", "histogram.png", "autocorrelation.png", "charge_distribution.png"):
         assert (tmp_path / "plots" / name).stat().st_size > 1000
 
 

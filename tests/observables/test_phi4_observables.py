@@ -1,5 +1,6 @@
-"""phi^4 observables: cumulants, time-slice correlator, xi_2 (PHYSICS.md), against the free field's
-exact lattice propagator, the symmetries phi -> -phi and translations, and direct sums."""
+"""phi^4 observables: cumulants, time-slice and point-to-point correlators, xi_2, |phi|, the Ising
+energy and the pole mass (PHYSICS.md, docs/physics.md), against the free field's exact lattice
+propagator, the symmetries phi -> -phi and translations, and direct sums."""
 import math
 
 import numpy as np
@@ -8,11 +9,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lattice import Phi4
-from observables import phi4
+from observables import correlators, phi4
 from observables.stats import binned_mean_error
 from samplers import HMC
 from samplers.chain import ChainState, MemoryWriter, run_chain
-from tests.exact import free_field_chi2, free_field_slice_correlator, free_field_xi2
+from tests.exact import free_field_chi2, free_field_phi2, free_field_slice_correlator, free_field_xi2
 
 Z_MAX = 4.0
 ODD = {"M", "M^3", "M^5"}
@@ -90,6 +91,70 @@ def test_every_derived_input_is_a_primary():
     names = phi4.primaries(np.zeros((2, 6, 4, 4)), theory).keys()
     for d in phi4.derived(theory):
         assert set(d.inputs) <= names, d.name
+
+
+def test_abs_field_is_the_site_mean_of_abs_phi():
+    c = np.random.default_rng(4).standard_normal((3, 4, 6))
+    direct = [sum(abs(x[i, j]) for i in range(4) for j in range(6)) / 24 for x in c]
+    np.testing.assert_allclose(phi4.primaries(c, Phi4((4, 6), kappa=0.2, lam=0.1))["|phi|"], direct, atol=1e-14)
+
+
+def test_point_products_sum_over_orbits_to_V_M_squared():
+    # sum_x C(x) = (1/V) (sum_y phi_y)^2 per configuration: so sum_x G_c(x) is chi_2 identically
+    for shape in [(6, 6), (6, 4), (4, 4, 2)]:
+        theory = Phi4(shape, kappa=0.2, lam=0.1)
+        c = np.random.default_rng(5).standard_normal((4,) + shape)
+        p = phi4.primaries(c, theory)
+        orb = correlators.orbits(shape)
+        total = sum(orb.size[k] * p[f"C{orb.name(k)}"] for k in range(len(orb)))
+        np.testing.assert_allclose(total, theory.n_dof * p["M"] ** 2, rtol=1e-12, err_msg=str(shape))
+
+
+def test_sum_of_connected_correlator_is_the_susceptibility():
+    theory = Phi4((6, 4), kappa=0.2, lam=0.1)
+    p = phi4.primaries(np.random.default_rng(6).standard_normal((50, 6, 4)) + 0.3, theory)
+    means = {k: v.mean() for k, v in p.items()}
+    d = derived_by_name(theory)
+    orb = correlators.orbits(theory.shape)
+    value = lambda name: d[name].f(*(means[k] for k in d[name].inputs))
+    total = sum(orb.size[k] * value(f"G_c{orb.name(k)}") for k in range(len(orb)))
+    assert total == pytest.approx(value("chi_2"), rel=1e-10)
+
+
+def test_point_products_at_time_separations_sum_to_the_slice_correlator():
+    # sum_{x1} C(t, x1) = V_t C(t): the point-to-point and zero-momentum correlators agree on "time"
+    c = np.random.default_rng(7).standard_normal((3, 8, 5))
+    full = correlators.point_correlator(c)
+    C = phi4.slice_products(c)
+    for t in range(5):
+        np.testing.assert_allclose(full[:, t].sum(axis=1), 5 * C[:, t], atol=1e-13)
+
+
+def test_ising_energy_averages_the_unit_separations_of_every_axis():
+    assert phi4.ising_energy_weights((8, 8)) == {"C(1,0)": 1.0}
+    assert phi4.ising_energy_weights((8, 4)) == {"C(1,0)": 0.5, "C(0,1)": 0.5}
+    w = phi4.ising_energy_weights((6, 4, 4))
+    assert w == pytest.approx({"C(1,0,0)": 1 / 3, "C(0,1,0)": 2 / 3})
+
+
+# --------------------------------------------------------------------------- M sign over the chain
+def test_sign_history_counts_the_minority_and_the_changes():
+    h = phi4.sign_history(np.array([0.5, 0.2, -0.1, 0.3, 0.0, 0.4, -0.2, -0.3]))
+    assert (h.n, h.changes, h.majority) == (8, 3, 1)
+    assert h.minority_fraction == pytest.approx(3 / 8)
+
+
+def test_sign_note_for_a_chain_that_never_changes_sign_quotes_both_susceptibilities():
+    M = 0.5 + 0.01 * np.random.default_rng(8).standard_normal(1000)
+    note = phi4.sign_note(M, 64)
+    assert note.startswith("M never changes sign")
+    assert f"{64 * np.mean(M**2):.6g}" in note and "chi_2" in note
+
+
+def test_sign_note_warns_about_rare_tunnelling_and_is_silent_for_a_mixing_chain():
+    M = np.concatenate([np.full(500, 0.5), np.full(500, -0.5), np.full(500, 0.5)])
+    assert "only 2 times" in phi4.sign_note(M, 64)
+    assert phi4.sign_note(np.random.default_rng(9).standard_normal(1000), 64) is None
 
 
 # --------------------------------------------------------------------------- symmetries
@@ -176,3 +241,48 @@ def test_free_field_higher_cumulants_vanish(free):
 def test_free_field_action_density_is_one_half(free):
     # equipartition: a Gaussian action of V modes has <S> = V / 2
     assert_close(*binned_mean_error(free["S/V"], 20), 0.5)
+
+
+def free_field_point_correlator(shape, A, B, x):
+    """<phi(0) phi(x)> of the free field: (1/V) sum_p cos(p.x) / (2 (B - A sum_mu cos p_mu))."""
+    grids = np.meshgrid(*[2 * np.pi * np.arange(n) / n for n in shape], indexing="ij")
+    kernel = B - A * sum(np.cos(p) for p in grids)
+    phase = sum(p * k for p, k in zip(grids, x))
+    return float(np.mean(np.cos(phase) / (2.0 * kernel)))
+
+
+def test_free_field_point_correlator_in_momentum_space_is_the_site_variance_at_zero():
+    A, B, _ = FREE.coefficients
+    assert free_field_point_correlator(FREE.shape, A, B, (0, 0)) == pytest.approx(free_field_phi2(FREE.shape, A, B))
+
+
+@pytest.mark.parametrize("x", [(0, 0), (1, 0), (1, 1), (2, 1), (4, 4)])
+def test_free_field_connected_correlator_matches_the_propagator(free, x):
+    A, B, _ = FREE.coefficients
+    check_derived(free, f"G_c({x[0]},{x[1]})", free_field_point_correlator(FREE.shape, A, B, x))
+
+
+def test_free_field_ising_energy_is_the_nearest_neighbour_propagator(free):
+    A, B, _ = FREE.coefficients
+    exact = np.mean([free_field_point_correlator(FREE.shape, A, B, e) for e in [(1, 0), (0, 1)]])
+    check_derived(free, "E_Ising", exact)
+
+
+def test_free_field_abs_phi_is_that_of_a_gaussian(free):
+    # each phi_x is Gaussian with variance <phi^2>: <|phi_x|> = sqrt(2 <phi^2> / pi)
+    A, B, _ = FREE.coefficients
+    assert_close(*binned_mean_error(free["|phi|"], 20), math.sqrt(2 * free_field_phi2(FREE.shape, A, B) / math.pi))
+
+
+def test_free_field_pole_mass_is_the_pole_of_the_lattice_propagator(free):
+    # cosh m_p = 1 + m^2 / 2 = 1.25 (flow form): m_p = ln 2
+    res = phi4.pole_mass(free, FREE)
+    assert_close(res.m.value, res.m.error, math.log(2))
+    assert res.fit.chi2_dof < 5 and res.t == (1, 2, 3, 4)
+
+
+def test_data_derived_gives_the_pole_mass_as_derived_quantities(free):
+    d = {r.name: r for r in phi4.data_derived(free, FREE)}
+    assert set(d) == {"m_p", "m_p*L0"}
+    m = d["m_p"].f(*(free[k].mean() for k in d["m_p"].inputs))
+    assert m == pytest.approx(phi4.pole_mass(free, FREE).m.value, rel=1e-12)

@@ -1,5 +1,6 @@
-"""U(1) observables: Wilson loops, Creutz ratios and the topological charge (PHYSICS.md), against
-brute-force sums, symmetries and the exact torus results (character expansion, charge distribution)."""
+"""U(1) observables: Wilson loops, Creutz ratios, Polyakov loops, the topological charge and its
+distribution (PHYSICS.md, docs/physics.md), against brute-force sums, symmetries and the exact torus
+results (character expansion, charge distribution)."""
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -8,8 +9,8 @@ from scipy.special import ive
 
 from lattice import U1
 from observables import u1
-from observables.stats import binned_mean_error
-from samplers import Metropolis
+from observables.stats import binned_mean_error, gamma_method
+from samplers import HeatBath, Metropolis
 from samplers.chain import ChainState, MemoryWriter, run_chain
 from tests.exact import (u1_charge_distribution, u1_charge_weights, u1_topological_susceptibility_infinite,
                          u1_topological_susceptibility_torus, u1_wilson_loop_torus)
@@ -135,6 +136,59 @@ def test_charge_wrap_is_to_the_half_open_interval_minus_pi_to_pi():
     np.testing.assert_allclose(u1.wrap_symmetric(x), [np.pi, np.pi, np.pi, -np.pi + 1e-9, 0.5], atol=1e-12)
 
 
+# --------------------------------------------------------------------------- Polyakov loops
+def test_polyakov_correlator_is_the_strip_of_plaquettes_between_the_lines():
+    # Stokes: the plaquette angles of the L0 x r strip x1 <= x1' < x1 + r sum to Phi(x1) - Phi(x1 + r)
+    t = random_links(8, (4, 6), n=2)
+    angles = u1.plaquette_angles(t)
+    pc = u1.polyakov_correlator(t, 3)
+    for r in range(4):
+        strip = [angles[:, :, [(x1 + k) % 6 for k in range(r)]].sum(axis=(1, 2)) for x1 in range(6)]
+        np.testing.assert_allclose(pc[:, r], np.mean(np.cos(strip), axis=0), atol=1e-12)
+
+
+def test_polyakov_loop_is_the_product_of_the_time_links():
+    t = random_links(9, (5, 3), n=2)
+    direct = np.array([[np.prod([np.exp(1j * c[0, x0, x1]) for x0 in range(5)]) for x1 in range(3)] for c in t])
+    np.testing.assert_allclose(u1.polyakov_loops(t), direct, atol=1e-13)
+
+
+def test_center_transformation_keeps_the_action_and_rotates_the_polyakov_loop():
+    # theta_0(t*, x1) += alpha for all x1: every plaquette keeps its angle, P -> e^{i alpha} P, so <P> = 0
+    t = random_links(10, (4, 6), n=2)
+    g = t.copy()
+    g[:, 0, 2] += 0.9
+    np.testing.assert_allclose(u1.plaquette_angles(g), u1.plaquette_angles(t), atol=1e-13)
+    np.testing.assert_allclose(u1.polyakov_loops(g), np.exp(0.9j) * u1.polyakov_loops(t), atol=1e-13)
+    np.testing.assert_allclose(u1.polyakov_correlator(g, 3), u1.polyakov_correlator(t, 3), atol=1e-13)
+
+
+def test_primaries_hold_the_polyakov_correlator_up_to_half_the_spatial_extent():
+    p = u1.primaries(random_links(11, (4, 6)), U1((4, 6), 1.0))
+    assert {f"PolyCorr(r={r})" for r in range(4)} <= p.keys() and "PolyCorr(r=4)" not in p
+    np.testing.assert_array_equal(p["PolyCorr(r=0)"], 1.0)
+
+
+# --------------------------------------------------------------------------- P(Q) from a chain
+@pytest.mark.filterwarnings("ignore::observables.stats.ShortChainWarning")  # 8 measurements
+def test_charge_distribution_bins_are_fractions_summing_to_one():
+    Q = np.array([0, 1, -1, 0, 2, 0, 1, 0])
+    d = u1.charge_distribution(Q)
+    assert list(d.q) == [-2, -1, 0, 1, 2]
+    np.testing.assert_allclose(d.p, [0, 1 / 8, 4 / 8, 2 / 8, 1 / 8])
+    s = u1.charge_distribution(Q, symmetric=True)
+    np.testing.assert_allclose(s.p, [1 / 16, 3 / 16, 4 / 8, 3 / 16, 1 / 16])
+
+
+def test_charge_distribution_errors_include_the_autocorrelation():
+    # each charge held for k = 8 measurements: tau_int = k / 2, the error sqrt(k) x the binomial one
+    k = 8
+    Q = np.repeat(np.random.default_rng(12).integers(-2, 3, 4000), k)
+    d = u1.charge_distribution(Q)
+    naive = np.sqrt(d.p * (1 - d.p) / len(Q))
+    np.testing.assert_allclose(d.error / naive, np.sqrt(k), rtol=0.15)
+
+
 # --------------------------------------------------------------------------- invariances
 shapes = st.tuples(st.integers(2, 6), st.integers(2, 6))
 
@@ -219,3 +273,49 @@ def test_topological_susceptibility_matches_exact_charge_distribution(ensemble):
 def test_charge_is_an_integer_on_sampled_configurations(ensemble):
     _, p = ensemble
     assert p["Q"].dtype == np.int64 and np.abs(p["Q"]).max() >= 1  # the chain visits nonzero charges
+
+
+def test_charge_distribution_matches_the_exact_torus_distribution(ensemble):
+    theory, p = ensemble
+    d = u1.charge_distribution(p["Q"], q_max=12)
+    exact = u1_charge_distribution(theory.beta, 64, q_max=12)
+    seen = exact > 1e-3
+    z = (d.p[seen] - exact[seen]) / d.error[seen]
+    assert seen.sum() >= 5 and np.all(np.abs(z) < Z_MAX), dict(zip(d.q[seen], np.round(z, 2)))
+
+
+def test_charge_distribution_plot_is_written(ensemble, tmp_path):
+    pytest.importorskip("matplotlib")
+    from observables.plots import plot_charge_distribution
+
+    theory, p = ensemble
+    d = u1.charge_distribution(p["Q"])
+    path = plot_charge_distribution([d, u1.charge_distribution(p["Q"], symmetric=True)], tmp_path / "pq.png",
+                                    labels=["P(Q)", "symmetrized"],
+                                    exact=(np.arange(-12, 13), u1_charge_distribution(theory.beta, 64)))
+    assert path.stat().st_size > 1000
+
+
+@pytest.fixture(scope="module")
+def strip_ensemble():
+    """4 x 8 heat-bath ensemble at beta = 2 (time extent L0 = 4): tau_int of the Polyakov correlator
+    about 0.5, so 20 bins of 500 are independent."""
+    theory = U1((4, 8), 2.0)
+    writer = MemoryWriter()
+    run_chain(theory, HeatBath(), ChainState.start(theory, 12), 10_000, n_therm=200, writer=writer)
+    configs, _, _ = writer.arrays()
+    return theory, u1.primaries(configs, theory)
+
+
+@pytest.mark.parametrize("r", [1, 2, 3])
+def test_polyakov_correlator_matches_the_wilson_loop_of_the_strip(strip_ensemble, r):
+    # <P(x1) P*(x1 + r)> = W of area L0 r on the torus (character expansion); winding along axis 1
+    # instead would give area L1 r = 8 r (0.056 instead of 0.237 at r = 1)
+    theory, p = strip_ensemble
+    assert_agrees(p[f"PolyCorr(r={r})"], u1_wilson_loop_torus(theory.beta, 32, theory.shape[0] * r))
+
+
+@pytest.mark.parametrize("part", ["Re(Poly)", "Im(Poly)"])
+def test_polyakov_loop_vanishes(strip_ensemble, part):
+    _, p = strip_ensemble
+    assert_agrees(p[part], 0.0)
