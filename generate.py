@@ -351,6 +351,12 @@ def run(args, parser) -> int:
         for line in summary.lines():
             print(line)
         print(f"written:        {out}")
+    if theory.name == "phi4":
+        from observables.phi4 import domain_warning
+
+        warning = domain_warning(state.config)
+        if warning:
+            print(f"WARNING:        {warning}", file=sys.stderr)
     return 0
 
 

@@ -290,3 +290,25 @@ def notes(series, theory, S: float = 2.0, every: int = 1, min_block: int = 0) ->
         except (ValueError, FloatingPointError, np.linalg.LinAlgError) as e:
             out.append(f"pole mass: no fit ({e})")
     return out
+
+
+def domain_warning(config: np.ndarray, n_blocks: int = 4) -> str | None:
+    """A warning when one phi^4 configuration holds ordered domains of both signs (e.g. a hot
+    start in the broken phase that froze into domains), else None.
+
+    The lattice is cut into n_blocks^d blocks; the configuration is "in domains" when the blocks
+    are locally ordered (mean |block mean| > 0.5 <|phi|>, <|phi|> = per-site mean of |phi| > 1) but
+    the sign of the block means differs from the majority in at least 10% of them."""
+    config = np.asarray(config, dtype=np.float64)
+    abs_phi = float(np.abs(config).mean())
+    if abs_phi <= 1.0 or any(n % n_blocks for n in config.shape):
+        return None
+    shape = [s for n in config.shape for s in (n_blocks, n // n_blocks)]
+    means = config.reshape(shape).mean(axis=tuple(range(1, 2 * config.ndim, 2))).ravel()
+    minority = min(np.mean(means > 0), np.mean(means < 0))
+    if np.abs(means).mean() > 0.5 * abs_phi and minority >= 0.1:
+        return (f"the last configuration holds ordered domains of both signs (M = {config.mean():.3g} against "
+                f"per-site <|phi|> = {abs_phi:.3g}; {minority:.0%} of {means.size} blocks have the minority sign): "
+                "the chain is far from equilibrium and may stay there for very long (a hot start in the broken "
+                "phase); start with --init cold, or run much longer and check the history of M")
+    return None

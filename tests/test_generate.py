@@ -245,3 +245,16 @@ def test_help_states_each_default_once():
     text = generate.build_parser().format_help()
     assert "(default: None)" not in text and "] (default:" not in text
     assert "docs/physics.md" in text
+
+
+BROKEN = ["--theory", "phi4", "--L", "16", "--kappa", "1.0", "--lam", "0.022", "--n-configs", "50", "--quiet"]
+
+
+def test_a_hot_start_frozen_into_domains_in_the_broken_phase_is_warned_about(tmp_path, capsys):
+    assert generate.main([*BROKEN, "--out", str(tmp_path / "hot.h5")]) == 0
+    assert "ordered domains of both signs" in capsys.readouterr().err
+
+
+def test_a_cold_start_in_the_broken_phase_gets_no_domain_warning(tmp_path, capsys):
+    assert generate.main([*BROKEN, "--init", "cold", "--out", str(tmp_path / "cold.h5")]) == 0
+    assert "domains" not in capsys.readouterr().err
