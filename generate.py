@@ -138,12 +138,23 @@ def merge_resume(args: argparse.Namespace, attrs: dict) -> None:
             raise UsageError(f"--resume: {args.out} was made with {key} = {stored}, not {given}")
         if given is None:
             setattr(args, key, stored)
+    stored_proposal = _stored_proposal_path(attrs)
+    if args.proposal is not None and stored_proposal is not None and \
+            Path(args.proposal).resolve() == stored_proposal.resolve():
+        args.proposal = None  # the file's own model, as the original command line gives it
     for key in SAMPLER_FLAGS:
         if getattr(args, key) is not None:
             raise UsageError(f"--resume continues with the sampler settings stored in {args.out}; "
                              f"drop --{key.replace('_', '-')}")
     if args.n_therm is None:
         args.n_therm = attrs["n_therm"]
+
+
+def _stored_proposal_path(attrs: dict) -> Path | None:
+    """The run folder of the model a learned chain's file was made with (None for other chains)."""
+    settings = attrs.get("sampler_settings") or {}
+    proposal = settings.get("proposal") if isinstance(settings, dict) else None
+    return Path(proposal["path"]) if isinstance(proposal, dict) and "path" in proposal else None
 
 
 def make_sampler(args):

@@ -30,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-configs", type=int, default=5000, help="configurations per chain")
     p.add_argument("--steps", type=int, default=400, help="training steps")
     p.add_argument("--overwrite", action="store_true", help="replace the files of an earlier run in --dir")
+    p.add_argument("--resume", action="store_true", help="continue (or reuse) the files of an earlier run in --dir")
     return p
 
 
@@ -37,7 +38,14 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     d = args.dir
     theory = ["--theory", "u1", "--L", str(args.L), "--beta", str(args.beta)]
-    again = ["--overwrite"] if args.overwrite else []
+    if args.overwrite and args.resume:
+        print("python -m pipeline: error: --resume and --overwrite exclude each other", file=sys.stderr)
+        return 2
+    if not (args.overwrite or args.resume) and any((d / f).exists() for f in ("hmc.h5", "model", "learned_mh.h5")):
+        print(f"python -m pipeline: error: {d} holds an earlier run; add --resume to continue it or --overwrite "
+              "to replace it", file=sys.stderr)
+        return 2
+    again = ["--overwrite"] if args.overwrite else ["--resume"] if args.resume else []
     steps = [
         ("generate", generate.main, [*theory, "--algorithm", "hmc", "--n-configs", str(args.n_configs),
                                      "--out", str(d / "hmc.h5"), *again]),
@@ -54,7 +62,32 @@ def main(argv: list[str] | None = None) -> int:
         if code != 0:
             print(f"python -m pipeline: step 'python -m {module}' failed (exit {code})", file=sys.stderr)
             return code
+    print("\n" + reading(d / "hmc.h5", d / "learned_mh.h5", args.L, args.beta))
     return 0
+
+
+def reading(hmc: Path, learned: Path, L: int, beta: float) -> str:
+    """One line: what the comparison says, with chi_t against its exact value (lattice.exact)."""
+    from lattice.exact import u1_topological_susceptibility_torus
+    from observables.analysis import analyze, duplicate_names, verdict, z_score
+
+    a, b = analyze(hmc), analyze(learned)
+    names = [n for n in a.estimates if n in b.estimates and n not in duplicate_names(list(a.estimates))]
+    zs = {n: z_score(a.estimates[n], b.estimates[n]) for n in names}
+    verdicts = {n: verdict([zs[n]], [a.flags.get(n, []), b.flags.get(n, [])]) for n in names}
+    exact = u1_topological_susceptibility_torus(beta, L * L)
+    chi = f"chi_t = {a.estimates['chi_t'].value:.4g} ± {a.estimates['chi_t'].error:.2g} (HMC), " \
+          f"{b.estimates['chi_t'].value:.4g} ± {b.estimates['chi_t'].error:.2g} (learned-mh), exact {exact:.4g}"
+    bad = {v: [n for n in names if verdicts[n] == v] for v in ("DIFFER", "unreliable")}
+    nan = [n for n in names if verdicts[n] == "NaN"]
+    no_value = f" ({', '.join(nan)}: no finite value in a file, e.g. a Creutz ratio of loops lost in noise)" if nan else ""
+    finite = [abs(z) for z in zs.values() if z == z]
+    if not any(bad.values()):
+        return (f"reading: the learned-mh chain agrees with HMC on all {len(finite)} observables with values "
+                f"(largest |z| = {max(finite):.2f}){no_value}; {chi}")
+    what = "; ".join(f"{len(v)} {k} ({', '.join(v[:3])}{', ...' if len(v) > 3 else ''})" for k, v in bad.items() if v)
+    return (f"reading: not a clean agreement: {what}; {chi}. Unreliable rows come from a sticky learned-mh chain: "
+            "train longer (--steps) or use --algorithm hybrid")
 
 
 if __name__ == "__main__":
