@@ -150,3 +150,24 @@ def test_hybrid_with_metropolis_sweeps_reproduces_exact_u1_results(trained):
     assert hybrid.settings()["local"]["algorithm"] == "metropolis" and 0.3 < np.mean(diag["local_accept"]) < 0.7
     for name, z in u1_z_scores(configs, 4).items():
         assert abs(z) < Z_MAX, f"{name}: z = {z:.2f}"
+
+
+def test_density_free_proposals_report_no_ess_and_no_heavy_tail_warning():
+    from samplers.learned_mh import ProposalStats
+
+    stats = ProposalStats()
+    for _ in range(10):
+        stats.add(float("nan"), True)
+    report = stats.report(mh=False)
+    assert "proposal_ess" not in report and "warning" not in report and "no density" in report["note"]
+
+
+def test_heavy_tail_warning_names_the_remedy_it_is_given():
+    from samplers.learned_mh import ProposalStats
+
+    stats = ProposalStats()
+    for lw in [0.0] * 99 + [10.0]:
+        stats.add(lw, False)
+    assert "use --algorithm hybrid" in stats.report()["warning"]
+    hybrid = stats.report(remedy="train longer, or run more local updates per proposal (--local-per-proposal)")
+    assert "--algorithm hybrid" not in hybrid["warning"] and "--local-per-proposal" in hybrid["warning"]
