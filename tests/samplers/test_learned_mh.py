@@ -166,7 +166,7 @@ def test_heavy_tail_warning_names_the_remedy_it_is_given():
     from samplers.learned_mh import ProposalStats
 
     stats = ProposalStats()
-    for lw in [0.0] * 99 + [10.0]:
+    for lw in [0.0] * 299 + [20.0]:
         stats.add(lw, False)
     assert "use --algorithm hybrid" in stats.report()["warning"]
     hybrid = stats.report(remedy="train longer, or run more local updates per proposal (--local-per-proposal)")
