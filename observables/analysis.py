@@ -193,7 +193,8 @@ def store(analysis: Analysis) -> Path:
     opened for writing, so nothing that analyzes can damage it (a killed writer would leave the
     HDF5 file flagged open)."""
     target = results_path(analysis.path)
-    doc = {"file": Path(analysis.path).name, "settings": analysis.settings, "results": analysis.rows()}
+    doc = {"file": Path(analysis.path).name, "settings": analysis.settings, "results": analysis.rows(),
+           "arrays": arrays(analysis)}
     tmp = target.with_name(target.name + ".partial")
     try:
         tmp.write_text(json.dumps(strict_json(doc), indent=1) + "\n")
@@ -202,6 +203,20 @@ def store(analysis: Analysis) -> Path:
         tmp.unlink(missing_ok=True)
         raise
     return target
+
+
+_SEPARATION = re.compile(r"G_c\(([-\d,]+)\)$")
+
+
+def arrays(analysis: Analysis) -> dict:
+    """The estimates that form an array, as arrays: G_c(x) at its separations (up to lattice
+    symmetry, canonical representatives), {"G_c": {"separation", "value", "error", "tau_int"}}."""
+    rows = [(tuple(int(v) for v in m[1].split(",")), est) for name, est in analysis.estimates.items()
+            if (m := _SEPARATION.match(name))]
+    if not rows:
+        return {}
+    return {"G_c": {"separation": [list(x) for x, _ in rows], "value": [e.value for _, e in rows],
+                    "error": [e.error for _, e in rows], "tau_int": [e.tau_int for _, e in rows]}}
 
 
 def strict_json(value):

@@ -173,3 +173,12 @@ def test_compare_json_is_strict_json(u1_pair, capsys):
 
     doc = json.loads(capsys.readouterr().out, parse_constant=refuse)
     assert "W(1,1)" not in doc["verdict"] and doc["verdict"]["P"] in ("agree", "agree (short)")
+
+
+def test_measure_stores_the_connected_correlator_as_an_array(tmp_path):
+    path = make(tmp_path / "phi4.h5", theory=("--theory", "phi4", "--L", "6", "--kappa", "0.2", "--lam", "0.02"),
+                n=200)
+    assert main(["measure", str(path)]) == 0
+    g = json.loads((tmp_path / "phi4.observables.json").read_text())["arrays"]["G_c"]
+    assert g["separation"][0] == [0, 0] and [1, 0] in g["separation"]
+    assert len(g["value"]) == len(g["error"]) == len(g["separation"]) and all(e > 0 for e in g["error"])
