@@ -182,3 +182,11 @@ def test_measure_stores_the_connected_correlator_as_an_array(tmp_path):
     g = json.loads((tmp_path / "phi4.observables.json").read_text())["arrays"]["G_c"]
     assert g["separation"][0] == [0, 0] and [1, 0] in g["separation"]
     assert len(g["value"]) == len(g["error"]) == len(g["separation"]) and all(e > 0 for e in g["error"])
+
+
+def test_measure_notes_a_chain_whose_magnetization_never_changes_sign(tmp_path, capsys):
+    path = make(tmp_path / "broken.h5", "--init", "cold",
+                theory=("--theory", "phi4", "--L", "6", "--kappa", "0.5", "--lam", "0.05"), n=100)
+    assert main(["measure", str(path), "--no-store"]) == 0
+    out = capsys.readouterr().out
+    assert "note: M never changes sign" in out and "pole mass:" in out
