@@ -20,14 +20,29 @@ Objectives (log q of the model, log p = -S of the target, both float64):
                  ESS / acceptance metrics are null, and the final evaluation (exact PF-ODE densities)
                  runs on ``eval_batch`` samples (0: skipped).
 Metrics every step (metrics.jsonl): loss, ESS/N of the model's batch reweighted to p, and the
-acceptance an independence Metropolis-Hastings chain would have on it (samplers/weights.py).
+acceptance an independence Metropolis-Hastings chain would have on it (samplers/weights.py). These
+batch values come from ``batch_size`` samples only and overstate a poor model (the heavy tail of the
+weights is rarely sampled in one batch; up to ~10x above the final value, issue 13); the summary's ESS/N
+and acceptance come from ``eval_batch`` fresh samples after training.
+
+Reproducibility: a resumed run computes the same numbers as an uninterrupted one. Everything that
+changes them is in the checkpoint: the settings (TrainConfig, including the torch CPU thread count,
+which changes the order of floating-point reductions), the optimizer, scheduler and RNG states.
+
+The summary (summary.json) carries a ``warning`` (None if all is well) when training looks diverged;
+see ``training_warning`` for the criterion. Writes that fail for want of room (ENOSPC, EFBIG: a full
+disk or a file-size limit) end training with a TrainingError that says so, keeping the last complete
+checkpoint.
 """
 from __future__ import annotations
 
+import errno
+import io
 import json
 import math
 import os
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -68,6 +83,7 @@ class TrainConfig:
     ensemble: str | None = None  # forward-kl, dsm: the HDF5 ensemble
     eval_batch: int = 4096  # model samples for the final ESS / acceptance (0: none)
     physics_weight: float = 0.0  # dsm: weight of the known-score term at t_min
+    threads: int | None = None  # torch CPU threads (None: leave torch's setting); part of the numbers
 
     def check(self) -> None:
         if self.objective not in OBJECTIVES:
@@ -87,6 +103,8 @@ class TrainConfig:
             raise ValueError(f"unknown --lr-schedule {self.lr_schedule!r}; choose cosine or constant")
         if self.dtype not in ("float32", "float64"):
             raise ValueError(f"--dtype must be float32 or float64, got {self.dtype!r}")
+        if self.threads is not None and self.threads < 1:
+            raise ValueError(f"--threads must be >= 1, got {self.threads}")
 
 
 # ------------------------------------------------------------------------------------ objectives
@@ -166,11 +184,45 @@ def save_checkpoint(path: Path, flow: Flow, config: TrainConfig, step: int, opti
         "format": FORMAT, "version": __version__, "model": flow.name, "hyper": flow.hyper,
         "theory": theory_identity(flow.theory), "config": asdict(config), "step": step,
         "state_dict": flow.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-        "generator": generator.get_state(), "data_rng": data_rng.bit_generator.state, **(extra or {}),
+        "generator": generator.get_state(), "data_rng": data_rng.bit_generator.state,
+        "torch_version": torch.__version__, **(extra or {}),
     }
+    buffer = io.BytesIO()  # serialized in memory, so that a failed write is a Python OSError with its errno
+    torch.save(ckpt, buffer)
+    write_atomically(path, buffer.getvalue())
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file and a rename: a reader (or a killed or
+    failed writer) sees the old file or the new one, never a part. A failed write removes the
+    temporary file and raises the OSError."""
     tmp = path.with_name(path.name + ".partial")
-    torch.save(ckpt, tmp)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise OSError(e.errno, e.strerror, e.filename or str(path)) from None
+
+
+DISK_FULL = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
+
+
+@contextmanager
+def _disk_full_is_a_training_error(run_dir: Path):
+    """Turn a write that failed for want of room (full disk, quota, file-size limit) into a
+    one-line TrainingError that says so and what is kept; other errors pass unchanged."""
+    try:
+        yield
+    except OSError as e:
+        if e.errno not in DISK_FULL:
+            raise
+        where = f" writing {Path(e.filename).name}" if e.filename else ""
+        raise TrainingError(f"disk full{where} in {run_dir} ({os.strerror(e.errno)}); "
+                            f"{_what_is_kept(run_dir)}") from None
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict:
@@ -229,14 +281,21 @@ def load_ensemble(path: str, theory, device, dtype) -> torch.Tensor:
     return torch.as_tensor(ens.configs, device=device, dtype=dtype)
 
 
-def evaluate(flow: Flow, n: int, batch_size: int, seed: int) -> dict:
-    """ESS/N and independence-MH acceptance of n fresh model samples (a separate generator)."""
+# model samples per chunk of a diffusion model's final evaluation: each costs a full Jacobian per ODE
+# step, so small chunks let the progress bar move
+DIFFUSION_EVAL_CHUNK = 8
+
+
+def evaluate(flow: Flow, n: int, batch_size: int, seed: int, progress: bool = False) -> dict:
+    """ESS/N and independence-MH acceptance of n fresh model samples (a separate generator), drawn
+    ``batch_size`` at a time (a progress bar over the samples with ``progress``)."""
     gen = torch.Generator(device=next(flow.parameters()).device).manual_seed(seed)
     chunks = []
-    with torch.no_grad():
+    with torch.no_grad(), tqdm(total=n, desc="final evaluation", unit="sample", disable=not progress) as bar:
         for start in range(0, n, batch_size):
             x, log_q = flow.sample(min(batch_size, n - start), gen)
             chunks.append((flow.log_p(x) - log_q).cpu().numpy())
+            bar.update(len(x))
     log_w = np.concatenate(chunks)
     return {"ess": ess_fraction(log_w), "acceptance": imh_acceptance(log_w), "n": n,
             "var_log_w": float(np.var(log_w[np.isfinite(log_w)]))}
@@ -244,10 +303,20 @@ def evaluate(flow: Flow, n: int, batch_size: int, seed: int) -> dict:
 
 def train(flow: Flow, config: TrainConfig, run_dir: Path, resume: bool = False, progress: bool = False) -> dict:
     """Train ``flow`` in ``run_dir`` (checkpoint.pt, metrics.jsonl, summary.json); with ``resume``,
-    continue from run_dir's checkpoint exactly where it stopped. Returns the summary."""
+    continue from run_dir's checkpoint exactly where it stopped. ``config.threads``, if set, becomes
+    torch's CPU thread count. A non-finite loss or parameters, or a full disk, end training with a
+    one-line TrainingError that says what is kept. Returns the summary."""
     config.check()
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    with _disk_full_is_a_training_error(run_dir):
+        run_dir.mkdir(parents=True, exist_ok=True)
+        return _train(flow, config, run_dir, resume, progress)
+
+
+def _train(flow: Flow, config: TrainConfig, run_dir: Path, resume: bool, progress: bool) -> dict:
+    """The body of ``train`` (run_dir exists)."""
+    if config.threads is not None:
+        torch.set_num_threads(config.threads)
     device, dtype = torch.device(config.device), getattr(torch, config.dtype)
     flow.to(device=device, dtype=dtype)
     data = load_ensemble(config.ensemble, flow.theory, device, dtype) if config.ensemble else None
@@ -256,29 +325,18 @@ def train(flow: Flow, config: TrainConfig, run_dir: Path, resume: bool = False, 
     generator = torch.Generator(device=device).manual_seed(config.seed)
     data_rng = np.random.default_rng(config.seed)
     objective = objective_for(flow, config)
-    step = 0
-    if resume:
-        ckpt = read_checkpoint(run_dir)
-        flow.load_state_dict(ckpt["state_dict"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
-        generator.set_state(ckpt["generator"])
-        data_rng.bit_generator.state = ckpt["data_rng"]
-        step = ckpt["step"]
-        _truncate_metrics(run_dir / METRICS, step)
+    step = _restore(run_dir, flow, optimizer, scheduler, generator, data_rng) if resume else 0
 
     t_start = time.perf_counter()
     elapsed0 = _last_metric(run_dir / METRICS, "time") if resume else 0.0
-    last = {}
-    with open(run_dir / METRICS, "a") as log:
-        bar = tqdm(total=config.steps, initial=step, desc=f"{flow.name} {config.objective}", disable=not progress)
+    with open(run_dir / METRICS, "a") as log, \
+            tqdm(total=config.steps, initial=step, desc=f"{flow.name} {config.objective}", disable=not progress) as bar:
         while step < config.steps:
             batch = data[torch.as_tensor(data_rng.integers(0, len(data), config.batch_size), device=device)] \
                 if data is not None else None
             loss, log_w = objective.loss(flow, config.batch_size, generator, batch)
             if not torch.isfinite(loss):
-                raise TrainingError(f"the loss became {loss.item()} at step {step + 1}; the last good checkpoint "
-                                    f"(step {_checkpoint_step(run_dir)}) is kept in {run_dir / CHECKPOINT}")
+                raise TrainingError(f"the loss became {loss.item()} at step {step + 1}; {_what_is_kept(run_dir)}")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if config.grad_clip > 0:
@@ -286,50 +344,141 @@ def train(flow: Flow, config: TrainConfig, run_dir: Path, resume: bool = False, 
             optimizer.step()
             scheduler.step()
             step += 1
-            lw = None if log_w is None else log_w.cpu().numpy()
-            last = {"step": step, "loss": loss.item(), "ess": None if lw is None else ess_fraction(lw),
-                    "acceptance": None if lw is None else imh_acceptance(lw),
-                    "lr": scheduler.get_last_lr()[0], "time": elapsed0 + time.perf_counter() - t_start}
-            log.write(json.dumps(last) + "\n")
+            record = _record(step, loss, log_w, scheduler, elapsed0 + time.perf_counter() - t_start)
+            log.write(json.dumps(record) + "\n")
             log.flush()
-            bar.update(1)
-            shown = {k: f"{last[k]:.3f}" if k == "loss" else f"{last[k]:.2f}"
-                     for k in ("loss", "ess", "acceptance") if last[k] is not None}
-            bar.set_postfix(refresh=False, **shown)
+            _show(bar, record)
             if step % config.checkpoint_every == 0 or step == config.steps:
                 if not all(torch.isfinite(p).all() for p in flow.parameters()):
-                    raise TrainingError(f"parameters became non-finite by step {step}; the last good checkpoint "
-                                        f"(step {_checkpoint_step(run_dir)}) is kept in {run_dir / CHECKPOINT}")
+                    raise TrainingError(f"parameters became non-finite by step {step}; {_what_is_kept(run_dir)}")
                 save_checkpoint(run_dir / CHECKPOINT, flow, config, step, optimizer, scheduler, generator, data_rng)
-        bar.close()
-
-    final = evaluate(flow, config.eval_batch, config.batch_size, seed=config.seed + 1) if config.eval_batch \
-        else {"ess": None, "acceptance": None, "var_log_w": None, "n": 0}
-    summary = {"model": flow.name, "objective": config.objective, "steps": step,
-               "final_loss": last.get("loss", math.nan), "train_time_s": last.get("time", 0.0),
-               "ess": final["ess"], "acceptance": final["acceptance"], "var_log_w": final["var_log_w"],
-               "eval_samples": final["n"], **theory_identity(flow.theory)}
-    (run_dir / SUMMARY).write_text(json.dumps(summary, indent=2) + "\n")
+    summary = _summarize(flow, config, run_dir, step, progress)
+    write_atomically(run_dir / SUMMARY, (json.dumps(summary, indent=2) + "\n").encode())
     return summary
 
 
-def _checkpoint_step(run_dir: Path) -> int:
+def _restore(run_dir: Path, flow, optimizer, scheduler, generator, data_rng) -> int:
+    """Load run_dir's checkpoint into the training state; drop metrics written after it. Returns its step."""
+    ckpt = read_checkpoint(run_dir)
+    flow.load_state_dict(ckpt["state_dict"])
+    optimizer.load_state_dict(ckpt["optimizer"])
+    scheduler.load_state_dict(ckpt["scheduler"])
+    generator.set_state(ckpt["generator"])
+    data_rng.bit_generator.state = ckpt["data_rng"]
+    _truncate_metrics(run_dir / METRICS, ckpt["step"])
+    return ckpt["step"]
+
+
+def _record(step: int, loss, log_w, scheduler, elapsed: float) -> dict:
+    """One line of metrics.jsonl: loss, the batch's ESS/N and independence-MH acceptance (None
+    for objectives that draw no model samples), learning rate, wall time so far."""
+    lw = None if log_w is None else log_w.cpu().numpy()
+    return {"step": step, "loss": loss.item(), "ess": None if lw is None else ess_fraction(lw),
+            "acceptance": None if lw is None else imh_acceptance(lw),
+            "lr": scheduler.get_last_lr()[0], "time": elapsed}
+
+
+def _show(bar, record: dict) -> None:
+    """The progress bar's postfix. ESS and acceptance are of one training batch, labelled so: they
+    overstate a poor model (module docstring); the final values come after training."""
+    shown = {"loss": f"{record['loss']:.3f}"}
+    if record["ess"] is not None:
+        shown["batch ESS"] = f"{record['ess']:.2f}"
+        shown["batch acc"] = f"{record['acceptance']:.2f}"
+    bar.set_postfix(shown, refresh=False)
+
+
+def _summarize(flow, config: TrainConfig, run_dir: Path, step: int, progress: bool) -> dict:
+    """The final evaluation on ``eval_batch`` fresh samples and the summary of the run."""
+    t_eval = time.perf_counter()
+    chunk = DIFFUSION_EVAL_CHUNK if hasattr(flow, "dsm_loss") else config.batch_size
+    final = evaluate(flow, config.eval_batch, chunk, seed=config.seed + 1, progress=progress) if config.eval_batch \
+        else {"ess": None, "acceptance": None, "var_log_w": None, "n": 0}
+    history = read_metrics(run_dir / METRICS)
+    last = history[-1] if history else {}
+    return {"model": flow.name, "objective": config.objective, "steps": step,
+            "final_loss": last.get("loss", math.nan), "train_time_s": last.get("time", 0.0),
+            "ess": final["ess"], "acceptance": final["acceptance"], "var_log_w": final["var_log_w"],
+            "eval_samples": final["n"], "eval_time_s": time.perf_counter() - t_eval,
+            "threads": torch.get_num_threads(), "warning": training_warning(history, final),
+            **theory_identity(flow.theory)}
+
+
+# ------------------------------------------------------------------------------------ divergence
+DIVERGED_LOSS = 1e10  # |loss| beyond this is a diverged run, whatever the lattice
+LOSS_GROWTH = 10.0  # the final loss may exceed the lowest by at most this many times the lowest's scale
+ESS_COLLAPSE = 2.0  # final ESS (ESS/N x N) below this: one sample carries (nearly) all the weight
+ESS_ONCE_GOOD = 0.1  # ... counted as a collapse only if some training batch had ESS/N at least this
+
+
+def training_warning(history: list[dict], final: dict) -> str | None:
+    """A one-line warning if the run looks diverged, else None. The criterion, on the loss history
+    (metrics.jsonl) and the final evaluation:
+
+    - diverged: the final loss is not finite or |loss| > DIVERGED_LOSS (1e10);
+    - the loss grew: the median loss of the last K = min(10, ceil(n / 5)) steps exceeds the lowest loss
+      of the run by more than LOSS_GROWTH (10) x max(1, |lowest|) -- an order of magnitude beyond the
+      loss's own scale; batch noise of a sane run stays far below that;
+    - the ESS collapsed: the final evaluation's ESS/N x N is below ESS_COLLAPSE (2) although some
+      training batch had ESS/N >= ESS_ONCE_GOOD (0.1).
+    """
+    losses = [r["loss"] for r in history]
+    if not losses:
+        return None
+    final_loss = losses[-1]
+    if not math.isfinite(final_loss) or abs(final_loss) > DIVERGED_LOSS:
+        return f"the loss diverged to {final_loss:.3g} at step {len(losses)}; lower --lr or --grad-clip and train again"
+    k = min(10, math.ceil(len(losses) / 5))
+    tail, lowest = float(np.median(losses[-k:])), min(losses)
+    if tail - lowest > LOSS_GROWTH * max(1.0, abs(lowest)):
+        best_step = losses.index(lowest) + 1
+        return (f"the loss grew from {lowest:.4g} (step {best_step}) to {tail:.4g} (median of the last {k} steps): "
+                f"training diverged; lower --lr or --grad-clip and train again")
+    batch_ess = [r["ess"] for r in history if r.get("ess") is not None]
+    if final.get("ess") is not None and final["n"] and batch_ess and max(batch_ess) >= ESS_ONCE_GOOD \
+            and final["ess"] * final["n"] < ESS_COLLAPSE:
+        return (f"the ESS collapsed: {final['ess'] * final['n']:.2f} of {final['n']} final samples, after a "
+                f"batch ESS/N of {max(batch_ess):.2f} during training; the model is not usable as it is")
+    return None
+
+
+# ------------------------------------------------------------------------------------ run folder
+def _what_is_kept(run_dir: Path) -> str:
+    """What a stopped run leaves to resume from, for the error message."""
+    step = _checkpoint_step(run_dir)
+    if step is None:
+        return f"no checkpoint was written yet, so there is nothing to resume from in {run_dir}"
+    return f"the last good checkpoint (step {step}) is kept in {run_dir / CHECKPOINT}"
+
+
+def _checkpoint_step(run_dir: Path) -> int | None:
+    """The step of run_dir's checkpoint, None if there is none (or none readable)."""
     try:
         return read_checkpoint(run_dir)["step"]
     except ValueError:
-        return 0
+        return None
+
+
+def read_metrics(path: Path) -> list[dict]:
+    """The records of a metrics.jsonl ([] if there is none); a line cut short (by a kill or a full
+    disk in mid-write) is skipped."""
+    if not path.exists():
+        return []
+    records = []
+    for line in path.read_text().splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return records
 
 
 def _truncate_metrics(path: Path, step: int) -> None:
     """Drop metric lines written after the checkpoint a resumed run continues from."""
-    if not path.exists():
-        return
-    lines = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= step]
-    path.write_text("".join(ln + "\n" for ln in lines))
+    if path.exists():
+        path.write_text("".join(json.dumps(r) + "\n" for r in read_metrics(path) if r["step"] <= step))
 
 
 def _last_metric(path: Path, key: str) -> float:
-    if not path.exists():
-        return 0.0
-    lines = [ln for ln in path.read_text().splitlines() if ln.strip()]
-    return float(json.loads(lines[-1])[key]) if lines else 0.0
+    records = read_metrics(path)
+    return float(records[-1][key]) if records else 0.0
