@@ -18,8 +18,8 @@ from pathlib import Path
 
 from lattice.cli import HelpFormatter, run_reporting_errors
 
-from .analysis import (AGREE_Z, RAW_MODEL, analyze, check_comparable, duplicate_names, store, strict_json, verdict,
-                       z_score)
+from .analysis import (AGREE_Z, RAW_MODEL, analyze, analyze_replicas, check_comparable, duplicate_names, store,
+                       strict_json, verdict, z_score)
 from .proposal_diagnostics import lines as proposal_lines
 from .stats import format_value_error
 
@@ -39,7 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     m = sub.add_parser("measure", parents=[common], help="every observable of one file, stored beside it in "
                        "NAME.observables.json",
                        formatter_class=HelpFormatter)
-    m.add_argument("file", type=Path)
+    m.add_argument("file", type=Path, nargs="+", help="one ensemble; several files of one setup (a chain set, or "
+                   "separate runs) are measured as replicas of one ensemble (Gamma method with replicas)")
     m.add_argument("--no-store", action="store_true", help="do not write NAME.observables.json")
     c = sub.add_parser("compare", parents=[common], help="files of the same theory side by side, z-scores "
                        "against the first", formatter_class=HelpFormatter)
@@ -141,6 +142,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def measure(args) -> int:
+    if len(args.file) > 1:
+        return measure_replicas(args)
+    args.file = args.file[0]
     a = analyze(args.file, S=args.S, skip=args.skip, select=args.select, reweight=args.reweight)
     note = ""
     if not args.no_store:
@@ -154,6 +158,26 @@ def measure(args) -> int:
         print_measure(a)
         if note:
             print(note)
+    return 0
+
+
+def measure_replicas(args) -> int:
+    """measure FILE FILE ...: the files as replicas of one ensemble (not stored: each file's own
+    NAME.observables.json stays that of the file alone)."""
+    if args.reweight:
+        raise ValueError("--reweight takes one file of raw model samples, not replicas")
+    a = analyze_replicas([str(f) for f in args.file], S=args.S, skip=args.skip, select=args.select)
+    if args.json:
+        print(json.dumps(strict_json({"files": [str(f) for f in args.file], "settings": a.settings,
+                                      "results": a.rows()})))
+        return 0
+    print_measure(a)
+    primaries = [n for n in a.estimates if a.kinds[n] == "primary" and not hidden(n)][:4]
+    print(f"replicas ({len(args.file)}; Gamma method with replicas, Wolff 2004 sec. 3.3): "
+          + "; ".join(f"{Path(r['file']).name} N = {r['n']}, tau_int " +
+                      ", ".join(f"{n} {r['tau_int'][n]:.3g}" for n in primaries if n in r["tau_int"])
+                      for r in a.settings["replicas"]))
+    print("results of replicas are not stored (each file's NAME.observables.json is that of the file alone)")
     return 0
 
 

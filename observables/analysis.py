@@ -68,16 +68,9 @@ def analyze(path: str | Path, S: float = 2.0, skip: int = 0, select: str | None 
     diagnostics (see ``estimate_all``); the weights' ESS/N goes into the settings. Other files are
     chains of the target already and are never reweighted.
     """
-    if not (math.isfinite(S) and S > 0):
-        raise ValueError(f"--S must be a finite number > 0, got {S}")
-    ens = read_ensemble(path, start=skip)
+    _check_S(S)
+    ens = _read_measurable(path, skip)
     n = len(ens.configs)
-    if n < 4:
-        raise EnsembleError(f"{path}: only {n} configurations after --skip {skip}; need at least 4")
-    bad = np.flatnonzero(~np.isfinite(ens.configs.reshape(n, -1)).all(axis=1))
-    if bad.size:
-        raise EnsembleError(f"{path}: configuration {skip + bad[0]} holds NaN or inf values "
-                            f"({bad.size} of {n} configurations do); nothing can be measured on them")
     theory = theory_from_attrs(ens.attrs)
     every = int(ens.attrs.get("every", 1))
     series = theories.primaries(ens.configs, theory)
@@ -108,11 +101,88 @@ def analyze(path: str | Path, S: float = 2.0, skip: int = 0, select: str | None 
     notes = getattr(theories.module_for(theory), "notes", None)
     if notes is not None and not select and log_w is None:
         settings["notes"] = notes(series, theory, S=S, every=every, min_block=block_floor(diag))
+    _check_selected(estimates, series, theory, select)
+    return Analysis(str(path), ens.attrs, estimates, kinds, flags, settings, series)
+
+
+def _check_S(S: float) -> None:
+    if not (math.isfinite(S) and S > 0):
+        raise ValueError(f"--S must be a finite number > 0, got {S}")
+
+
+def _read_measurable(path, skip: int):
+    """The ensemble [skip:] of ``path``, refused in one line if too short or holding NaN / inf."""
+    ens = read_ensemble(path, start=skip)
+    n = len(ens.configs)
+    if n < 4:
+        raise EnsembleError(f"{path}: only {n} configurations after --skip {skip}; need at least 4")
+    bad = np.flatnonzero(~np.isfinite(ens.configs.reshape(n, -1)).all(axis=1))
+    if bad.size:
+        raise EnsembleError(f"{path}: configuration {skip + bad[0]} holds NaN or inf values "
+                            f"({bad.size} of {n} configurations do); nothing can be measured on them")
+    return ens
+
+
+def _check_selected(estimates: dict, series: dict, theory, select: str | None) -> None:
     if not estimates:
         names = [*series, *(d.name for d in theories.derived(theory))]
         raise ValueError(f"--select {select!r} matches no observable of {theory.name}; its observables: "
                          f"{', '.join(names[:12])}{', ...' if len(names) > 12 else ''}")
-    return Analysis(str(path), ens.attrs, estimates, kinds, flags, settings, series)
+
+
+REPLICA_Z = 3.0  # a replica whose mean differs from the other replicas' by this many sigma is flagged
+
+
+def analyze_replicas(paths: list, S: float = 2.0, skip: int = 0, select: str | None = None) -> Analysis:
+    """Several files of one setup (a chain set, or separate runs) as replicas of one ensemble.
+
+    Every estimate is the Gamma method with replicas (Wolff 2004 sec. 3.3, as pyerrors): the mean
+    over all configurations, Gamma(t) from each replica about its own mean. settings["replicas"]
+    lists each file's N and the tau_int of each primary in it; a primary whose mean in one replica
+    differs from that of the others by |z| >= REPLICA_Z is flagged "replica FILE disagrees (z = ..)".
+    Files of raw model samples are refused (reweight them one at a time); the sticky-chain floor of
+    ``analyze`` applies to single files only."""
+    _check_S(S)
+    if len(paths) < 2:
+        return analyze(paths[0], S=S, skip=skip, select=select)
+    ensembles = [_read_measurable(p, skip) for p in paths]
+    first = ensembles[0].attrs
+    for p, e in zip(paths[1:], ensembles[1:]):
+        if _same_theory_key(e.attrs) != _same_theory_key(first):
+            raise EnsembleError(f"{p} is not a replica of {paths[0]}: {e.attrs['theory']} {e.attrs['params']} on "
+                                f"{e.attrs['shape']} against {first['theory']} {first['params']} on {first['shape']}")
+        if int(e.attrs.get("every", 1)) != int(first.get("every", 1)):
+            raise EnsembleError(f"{p} stores every {e.attrs.get('every')} updates, {paths[0]} every "
+                                f"{first.get('every')}: replicas must be measured alike")
+    for p, e in zip(paths, ensembles):
+        if e.attrs.get("algorithm") == RAW_MODEL:
+            raise EnsembleError(f"{p} holds raw model samples, not a chain of the target: measure it alone "
+                                "(with --reweight)")
+    theory = theory_from_attrs(first)
+    every = int(first.get("every", 1))
+    per_file = [theories.primaries(e.configs, theory) for e in ensembles]
+    lengths = [len(e.configs) for e in ensembles]
+    series = {k: np.concatenate([f[k] for f in per_file]) for k in per_file[0]}
+    estimates, kinds, flags = estimate_all(series, theory, S=S, every=every, select=select, replicas=lengths)
+    _check_selected(estimates, series, theory, select)
+    replicas = []
+    for i, (p, f) in enumerate(zip(paths, per_file)):
+        taus = {}
+        for name in (n for n in estimates if kinds[n] == "primary" and n in f):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                mine = gamma_method(f[name], S=S, every=every)
+                rest_parts = [g[name] for j, g in enumerate(per_file) if j != i]
+                rest = gamma_method(np.concatenate(rest_parts), S=S, every=every,
+                                    replicas=[len(x) for x in rest_parts])
+            taus[name] = mine.tau_int
+            z = z_score(rest, mine)
+            if math.isfinite(z) and abs(z) >= REPLICA_Z:
+                flags.setdefault(name, []).append(f"replica {Path(p).name} disagrees (z = {z:.1f})")
+        replicas.append({"file": str(p), "n": lengths[i], "tau_int": taus})
+    settings = {"S": S, "skip": skip, "n": sum(lengths), "every": every, "select": select or "*",
+                "analysed_at": now(), "version": __version__, "replicas": replicas}
+    return Analysis(", ".join(map(str, paths)), first, estimates, kinds, flags, settings, series)
 
 
 def _json_attr(value) -> dict:
@@ -131,7 +201,7 @@ def _reweighted(f, n_inputs: int):
 
 def estimate_all(series: dict[str, np.ndarray], theory, S: float = 2.0, every: int = 1,
                  select: str | None = None, log_w: np.ndarray | None = None,
-                 min_block: int = 0) -> tuple[dict, dict, dict]:
+                 min_block: int = 0, replicas: list[int] | None = None) -> tuple[dict, dict, dict]:
     """Gamma-method estimates of every primary series and every derived quantity of the theory:
     (estimates, kinds, flags) keyed by observable name, in display order.
 
@@ -140,7 +210,8 @@ def estimate_all(series: dict[str, np.ndarray], theory, S: float = 2.0, every: i
     at the reweighted means; the errors come from Gamma-method propagation through the ratio
     (for independent samples this is the delta-method error of ``stats.weighted_mean``).
     min_block > 0: every error is at least the blocking error with blocks that long (sticky
-    chains, ``observables.proposal_diagnostics``).
+    chains, ``observables.proposal_diagnostics``). replicas: the lengths of the replicas the series
+    hold one after another (``analyze_replicas``).
     """
     wanted = (lambda name: True) if not select else (lambda name: fnmatch(name, select))
     estimates, kinds, flags = {}, {}, {}
@@ -164,20 +235,23 @@ def estimate_all(series: dict[str, np.ndarray], theory, S: float = 2.0, every: i
         data[WEIGHT] = np.exp(log_w - np.max(log_w))
         for name in filter(wanted, series):
             d = Derived(name, (name, WEIGHT), lambda a, w: a / w)
-            record(name, lambda: gamma_method_derived(d, data, S=S, every=every, min_block=min_block), "primary")
+            record(name, lambda: gamma_method_derived(d, data, S=S, every=every, min_block=min_block,
+                                                      replicas=replicas), "primary")
         derived = [Derived(d.name, (*d.inputs, WEIGHT), _reweighted(d.f, len(d.inputs))) for d in derived]
     else:
         data = series
         for name in filter(wanted, series):
             x = series[name]
-            record(name, lambda: gamma_method(x, S=S, every=every, name=name, min_block=min_block), "primary")
-            if np.std(x) > 0:
+            record(name, lambda: gamma_method(x, S=S, every=every, name=name, min_block=min_block,
+                                              replicas=replicas), "primary")
+            if replicas is None and np.std(x) > 0:  # replicas: analyze_replicas compares them instead
                 z, bad = stationarity(x, S=S)
                 if bad:
                     flags.setdefault(name, []).append(f"non-stationary (halves differ, z = {z:.1f})")
     for d in derived:
         with np.errstate(all="ignore"):
-            record(d.name, lambda: gamma_method_derived(d, data, S=S, every=every, min_block=min_block), "derived")
+            record(d.name, lambda: gamma_method_derived(d, data, S=S, every=every, min_block=min_block,
+                                                        replicas=replicas), "derived")
     return estimates, kinds, flags
 
 

@@ -161,6 +161,34 @@ def _gamma_of_fluctuations(delta: np.ndarray, max_lag: int) -> np.ndarray:
     return acf / (n - np.arange(max_lag + 1))
 
 
+def _gamma_of_replicas(delta: np.ndarray, replicas: Sequence[int], max_lag: int) -> np.ndarray:
+    """Gamma(t) of R replicas (Wolff 2004, sec. 3.3; as pyerrors): the lag-t products summed over
+    all replicas, divided by the number of such pairs, sum_r max(N_r - t, 0). delta holds the
+    replicas one after another, each with its own mean subtracted."""
+    total, pairs = np.zeros(max_lag + 1), np.zeros(max_lag + 1)
+    for part in np.split(delta, np.cumsum(replicas)[:-1]):
+        lags = min(max_lag, len(part) - 1)
+        total[:lags + 1] += _gamma_of_fluctuations(part, lags) * (len(part) - np.arange(lags + 1))
+        pairs[:lags + 1] += len(part) - np.arange(lags + 1)
+    return total / np.maximum(pairs, 1.0)
+
+
+def replica_fluctuations(x: np.ndarray, replicas: Sequence[int] | None) -> np.ndarray:
+    """x minus its mean, or with replicas (lengths, in order) minus each replica's own mean."""
+    if replicas is None:
+        return x - x.mean()
+    return np.concatenate([p - p.mean() for p in np.split(x, np.cumsum(replicas)[:-1])])
+
+
+def _check_replicas(replicas: Sequence[int] | None, n: int) -> list[int] | None:
+    if replicas is None:
+        return None
+    replicas = [int(r) for r in replicas]
+    if sum(replicas) != n or min(replicas) < 2:
+        raise ValueError(f"replica lengths {replicas} must be >= 2 and add up to the {n} measurements")
+    return replicas
+
+
 def _max_window(n: int) -> int:
     """Largest window considered, N/2 - 1 (as pyerrors; UWerr uses N/2), at least 1."""
     return max(1, n // 2 - 1)
@@ -210,7 +238,7 @@ def _windowing_condition(tau_int_w: np.ndarray, n: int, S: float) -> np.ndarray:
     return g
 
 
-def _gamma_analysis(delta: np.ndarray, S: float) -> _Window:
+def _gamma_analysis(delta: np.ndarray, S: float, replicas: Sequence[int] | None = None) -> _Window:
     """Gamma method for fluctuations delta_i (mean already subtracted) of N measurements.
 
     1. Gamma(t) by FFT for t = 0..W_max (W_max = N/2 - 1).
@@ -223,8 +251,12 @@ def _gamma_analysis(delta: np.ndarray, S: float) -> _Window:
     A constant series (Gamma(0) == 0) gives error 0, tau_int 1/2, W 0 without warnings.
     """
     n = len(delta)
-    w_max = _max_window(n)
-    gamma = _gamma_of_fluctuations(delta, w_max)
+    if replicas is None or len(replicas) == 1:
+        w_max = _max_window(n)
+        gamma = _gamma_of_fluctuations(delta, w_max)
+    else:  # the window range of the longest replica, as pyerrors
+        w_max = _max_window(max(replicas))
+        gamma = _gamma_of_replicas(delta, replicas, w_max)
     if gamma[0] <= 10 * np.finfo(float).tiny * max(1.0, n):
         return _Window(0.0, 0.5, 0.0, 0, False)
     if S == 0:
@@ -261,7 +293,8 @@ def blocking_error(delta: np.ndarray, block: int) -> tuple[float, int]:
 
 
 def _estimate(value: float, delta: np.ndarray, S: float, every: int, name: str = "",
-              warn: bool = True, stacklevel: int = 4, min_block: int = 0) -> Estimate:
+              warn: bool = True, stacklevel: int = 4, min_block: int = 0,
+              replicas: Sequence[int] | None = None) -> Estimate:
     """The Gamma-method estimate; with ``min_block`` > 0 (a sticky chain: twice its longest stay,
     in measurements) the error is the larger of the Gamma error and the blocking error with
     blocks of ``min_block`` measurements, and tau_int the one that error implies."""
@@ -269,9 +302,9 @@ def _estimate(value: float, delta: np.ndarray, S: float, every: int, name: str =
         raise ValueError(f"S must be >= 0, got {S}")
     if int(every) != every or every < 1:
         raise ValueError(f"every must be a positive integer, got {every}")
-    res = _gamma_analysis(delta, S)
+    res = _gamma_analysis(delta, S, replicas)
     error, tau_int, n_blocks, blocked = res.error, res.tau_int, 0, False
-    if min_block > 1:
+    if min_block > 1 and replicas is None:
         block_error, n_blocks = blocking_error(delta, int(min_block))
         n_blocks = max(n_blocks, 1)
         blocked = block_error > BLOCKED_FACTOR * res.error
@@ -287,7 +320,8 @@ def _estimate(value: float, delta: np.ndarray, S: float, every: int, name: str =
     return est
 
 
-def gamma_method(x, S: float = 2.0, every: int = 1, name: str = "", min_block: int = 0) -> Estimate:
+def gamma_method(x, S: float = 2.0, every: int = 1, name: str = "", min_block: int = 0,
+                 replicas: Sequence[int] | None = None) -> Estimate:
     """Mean of one Markov-chain series x (N,) with the Gamma-method error (Wolff, automatic windowing).
 
     value = xbar;  error^2 = Gamma(0) 2 tau_int / N  with the bias-corrected tau_int of the optimal
@@ -303,10 +337,16 @@ def gamma_method(x, S: float = 2.0, every: int = 1, name: str = "", min_block: i
     min_block > 0 (a sticky chain, e.g. an independence sampler's: twice its longest run of
     rejections, in measurements): the error is at least the blocking error with blocks that
     long; ``Estimate.unreliable`` says when that dominates or the chain holds few such blocks.
+
+    replicas: the lengths of R replicas (independent chains of one setup) that x holds one after
+    another: the value is the mean of all N measurements, Gamma(t) sums the lag-t products of each
+    replica about its own mean over all replicas (``_gamma_of_replicas``), as in Wolff sec. 3.3
+    and pyerrors' Obs([x_1, ..., x_R], ["ens|r1", ...]).
     """
     x = _as_series(x)
-    mean = x.mean()
-    return _estimate(mean, x - mean, S, every, name, min_block=min_block)
+    replicas = _check_replicas(replicas, len(x))
+    return _estimate(x.mean(), replica_fluctuations(x, replicas), S, every, name, min_block=min_block,
+                     replicas=replicas)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -353,7 +393,8 @@ def _derivative_steps(arrays: list[np.ndarray], rel_step: float) -> np.ndarray:
 
 
 def gamma_method_derived(derived, series: Mapping[str, np.ndarray], S: float = 2.0, every: int = 1,
-                         rel_step: float = 1e-2, min_block: int = 0) -> Estimate:
+                         rel_step: float = 1e-2, min_block: int = 0,
+                         replicas: Sequence[int] | None = None) -> Estimate:
     """Gamma-method estimate of F = f(<a_1>, <a_2>, ...) for a ``Derived`` record (name, inputs, f).
 
     Linearised error propagation (Wolff, derived quantities): with the means abar_a and the
@@ -371,11 +412,12 @@ def gamma_method_derived(derived, series: Mapping[str, np.ndarray], S: float = 2
     means = np.array([a.mean() for a in arrays])
     value = float(derived.f(*means))
     grad = _gradient(derived.f, means, _derivative_steps(arrays, rel_step))
+    replicas = _check_replicas(replicas, len(arrays[0]))
     delta = np.zeros(len(arrays[0]))
-    for g, a, m in zip(grad, arrays, means):
+    for g, a in zip(grad, arrays):
         if g != 0:
-            delta += g * (a - m)
-    return _estimate(value, delta, S, every, name=derived.name, min_block=min_block)
+            delta += g * replica_fluctuations(a, replicas)
+    return _estimate(value, delta, S, every, name=derived.name, min_block=min_block, replicas=replicas)
 
 
 # ----------------------------------------------------------------------------------------------
