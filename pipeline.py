@@ -73,12 +73,10 @@ def main(argv: list[str] | None = None) -> int:
 def reading(hmc: Path, learned: Path, L: int, beta: float) -> str:
     """One line: what the comparison says, with chi_t against its exact value (lattice.exact)."""
     from lattice.exact import u1_topological_susceptibility_torus
-    from observables.analysis import analyze, duplicate_names, verdict, z_score
+    from observables.analysis import analyze, comparison
 
-    a, b = analyze(hmc), analyze(learned)
-    names = [n for n in a.estimates if n in b.estimates and n not in duplicate_names(list(a.estimates))]
-    zs = {n: z_score(a.estimates[n], b.estimates[n]) for n in names}
-    verdicts = {n: verdict([zs[n]], [a.flags.get(n, []), b.flags.get(n, [])]) for n in names}
+    a, b = analyze(hmc), analyze(learned)  # again: the compare step printed its table, this reads it
+    names, (_, zs), verdicts = comparison([a, b])
     exact = u1_topological_susceptibility_torus(beta, L * L)
     chi = f"chi_t = {a.estimates['chi_t'].value:.4g} ± {a.estimates['chi_t'].error:.2g} (HMC), " \
           f"{b.estimates['chi_t'].value:.4g} ± {b.estimates['chi_t'].error:.2g} (learned-mh), exact {exact:.4g}"

@@ -18,8 +18,8 @@ from pathlib import Path
 
 from lattice.cli import HelpFormatter, run_reporting_errors
 
-from .analysis import (AGREE_Z, RAW_MODEL, analyze, analyze_replicas, check_comparable, duplicate_names, store,
-                       strict_json, verdict, z_score)
+from .analysis import (AGREE_Z, RAW_MODEL, analyze, analyze_replicas, check_comparable, comparison, hidden, store,
+                       strict_json)
 from .proposal_diagnostics import lines as proposal_lines
 from .stats import format_value_error
 
@@ -62,11 +62,6 @@ def build_parser() -> argparse.ArgumentParser:
 def _fmt(est) -> str:
     v, e = format_value_error(est.value, est.error)
     return f"{v} ± {e}"
-
-
-def hidden(name: str) -> bool:
-    """Rows the tables leave out unless selected: phi4's point products C(x), the raw inputs of G_c(x)."""
-    return name.startswith("C(")
 
 
 def print_measure(a) -> None:
@@ -197,13 +192,7 @@ def compare(args) -> int:
     analyses = [analyze(f, S=args.S, skip=args.skip, select=args.select,
                         reweight=args.reweight and _is_raw_model(f)) for f in args.files]
     check_comparable(analyses)
-    base = analyses[0]
-    names = [n for n in base.estimates if n not in duplicate_names(list(base.estimates))
-             and (args.select or not hidden(n))]
-    zs = [{}] + [{n: z_score(base.estimates[n], a.estimates[n]) if n in a.estimates else float("nan")
-                  for n in names} for a in analyses[1:]]
-    verdicts = {n: verdict([zs[i][n] for i in range(1, len(analyses))], [a.flags.get(n, []) for a in analyses])
-                for n in names}
+    names, zs, verdicts = comparison(analyses, args.select)
     if args.json:
         print(json.dumps(strict_json({"baseline": str(args.files[0]),
                                       "files": [{"file": a.path, "settings": a.settings, "results": a.rows()}

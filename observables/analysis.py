@@ -347,6 +347,24 @@ def duplicate_names(names: list[str]) -> set[str]:
     return out
 
 
+def hidden(name: str) -> bool:
+    """Rows the tables leave out unless selected: phi4's point products C(x), the raw inputs of G_c(x)."""
+    return name.startswith("C(")
+
+
+def comparison(analyses: list[Analysis], select: str | None = None) -> tuple[list[str], list[dict], dict]:
+    """What ``compare`` reports: the observables compared (the baseline's, less rows equal by symmetry
+    and, unless ``select`` is given, the hidden ones), z-scores of every file against the first
+    (zs[0] is empty) and each observable's verdict."""
+    base = analyses[0]
+    names = [n for n in base.estimates if n not in duplicate_names(list(base.estimates))
+             and (select or not hidden(n))]
+    zs = [{}] + [{n: z_score(base.estimates[n], a.estimates[n]) if n in a.estimates else math.nan
+                  for n in names} for a in analyses[1:]]
+    verdicts = {n: verdict([z[n] for z in zs[1:]], [a.flags.get(n, []) for a in analyses]) for n in names}
+    return names, zs, verdicts
+
+
 def check_comparable(analyses: list[Analysis]) -> None:
     """All files must describe the same theory, parameters and lattice."""
     base = _same_theory_key(analyses[0].attrs)

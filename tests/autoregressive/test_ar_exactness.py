@@ -234,6 +234,17 @@ def z_chain(configs, ref, ref_err=np.zeros(2)):
     return np.array([(e.value - r) / math.hypot(e.error, re) for e, r, re in zip(est, ref, ref_err)])
 
 
+def assert_reweighting_agrees(run, theory, ref, ref_err, batch_size: int, seed: int) -> None:
+    """Self-normalised reweighting of independent model samples, w = p / q, matches ref (|z| < Z_MAX)."""
+    x, lq = ModelProposal(str(run), batch_size=batch_size, seed=seed).sample_batch(0)
+    lw = -theory.action_batch(x) - lq
+    o = observables(torch.as_tensor(x)).numpy()[:, :2]
+    for k in range(2):
+        value, error, _ = weighted_mean(o[:, k], lw)
+        assert abs(value - ref[k]) < Z_MAX * math.hypot(error, ref_err[k]), \
+            f"reweighted {k}: {value} +- {error} vs {ref[k]}"
+
+
 def test_learned_mh_with_a_poor_model_is_exact_on_2x2(poor_runs):
     ref = exact_2x2()
     assert ref[1] == pytest.approx(ring_link_cos(2 * XY2.beta, 4), abs=1e-9)
@@ -241,14 +252,7 @@ def test_learned_mh_with_a_poor_model_is_exact_on_2x2(poor_runs):
     assert 0.05 < summary.acceptance < 0.9
     z = z_chain(configs, ref)
     assert np.all(np.abs(z) < Z_MAX), f"learned-mh: z = {z}"
-    # self-normalised reweighting of independent model samples, w = p / q
-    prop = ModelProposal(str(poor_runs["xy2"]), batch_size=4096, seed=2)
-    x, lq = prop.sample_batch(0)
-    lw = -XY2.action_batch(x) - lq
-    o = observables(torch.as_tensor(x)).numpy()[:, :2]
-    for k in range(2):
-        value, error, _ = weighted_mean(o[:, k], lw)
-        assert abs(value - ref[k]) < Z_MAX * error, f"reweighted {k}: {value} +- {error} vs {ref[k]}"
+    assert_reweighting_agrees(poor_runs["xy2"], XY2, ref, np.zeros(2), batch_size=4096, seed=2)
 
 
 def test_learned_mh_with_a_poor_model_agrees_with_a_heat_bath_chain_on_4x4(poor_runs, heatbath_4x4_hot):
@@ -259,13 +263,7 @@ def test_learned_mh_with_a_poor_model_agrees_with_a_heat_bath_chain_on_4x4(poor_
     assert 0.2 < summary.acceptance < 0.9
     z = z_chain(configs, val, err)
     assert np.all(np.abs(z) < Z_MAX), f"learned-mh: z = {z} (acceptance {summary.acceptance})"
-    prop = ModelProposal(str(poor_runs["xy4_hot"]), batch_size=16384, seed=3)
-    x, lq = prop.sample_batch(0)
-    lw = -XY4_HOT.action_batch(x) - lq
-    o = observables(torch.as_tensor(x)).numpy()[:, :2]
-    for k in range(2):
-        value, error, _ = weighted_mean(o[:, k], lw)
-        assert abs(value - val[k]) < Z_MAX * math.hypot(error, err[k]), f"reweighted {k}: {value} +- {error} vs {val[k]}"
+    assert_reweighting_agrees(poor_runs["xy4_hot"], XY4_HOT, val, err, batch_size=16384, seed=3)
 
 
 def test_partition_function_from_model_samples_equals_that_from_target_samples(poor_runs, heatbath_4x4_hot):

@@ -133,22 +133,26 @@ def test_observables_are_invariant_under_translations(seed, shape, s0, s1):
 
 
 # --------------------------------------------------------------------------- Monte Carlo vs exact
-@pytest.mark.parametrize("beta", [0.5, 1.2])
-def test_2x2_energy_per_site_matches_exact_ring(beta):
-    # on 2 x 2, x + mu = x - mu: the 8 (x, mu) terms are the 4 links of a ring, each twice, so
-    # e = -2 <cos> of an O(2) ring of 4 links with coupling 2 beta
+def exact_2x2_energy(beta):
+    """<e> on 2 x 2: x + mu = x - mu, so the 8 (x, mu) terms are the 4 links of a ring, each twice,
+    and e = -2 <cos> of an O(2) ring of 4 links with coupling 2 beta."""
+    return -2 * ring_link_cos(2 * beta, 4)
+
+
+def metropolis_2x2(beta, seed, n):
+    """(theory, configurations) of a 2 x 2 Metropolis chain of n configurations."""
     theory = XY((2, 2), beta)
     writer = MemoryWriter()
-    run_chain(theory, Metropolis(), ChainState.start(theory, 3), 6000, n_therm=300, writer=writer)
-    configs, _, _ = writer.arrays()
+    run_chain(theory, Metropolis(), ChainState.start(theory, seed), n, n_therm=300, writer=writer)
+    return theory, writer.arrays()[0]
+
+
+@pytest.mark.parametrize("beta", [0.5, 1.2])
+def test_2x2_energy_per_site_matches_exact_ring(beta):
+    theory, configs = metropolis_2x2(beta, seed=3, n=6000)
     mean, err = binned_mean_error(xy.primaries(configs, theory)["e"], 20)
-    exact = -2 * ring_link_cos(2 * beta, 4)
+    exact = exact_2x2_energy(beta)
     assert abs(mean - exact) / err < Z_MAX, f"{mean:.5f} +- {err:.5f} vs {exact:.5f}"
-
-
-def exact_2x2_energy(beta):
-    """<e> on 2 x 2: -2 <cos> of the O(2) ring of 4 links with coupling 2 beta (see above)."""
-    return -2 * ring_link_cos(2 * beta, 4)
 
 
 def exact_2x2_specific_heat(beta, h=1e-4):
@@ -171,10 +175,7 @@ def test_2x2_specific_heat_reference_matches_direct_quadrature():
 
 @pytest.mark.parametrize("beta", [0.5, 1.2])
 def test_2x2_specific_heat_matches_exact_ring(beta):
-    theory = XY((2, 2), beta)
-    writer = MemoryWriter()
-    run_chain(theory, Metropolis(), ChainState.start(theory, 4), 8000, n_therm=300, writer=writer)
-    configs, _, _ = writer.arrays()
+    theory, configs = metropolis_2x2(beta, seed=4, n=8000)
     p = xy.primaries(configs, theory)
     d = {r.name: r for r in xy.derived(theory)}["C_v"]
     value, err = jackknife(d, p, block_size=400)
