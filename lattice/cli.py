@@ -90,19 +90,24 @@ def merge_config(args: argparse.Namespace, parser: argparse.ArgumentParser, path
 def config_value(action: argparse.Action, value, where: str):
     """A TOML value checked against the flag it sets: the type the flag's parser would give
     (an integer for int flags, a number for float flags, a string for paths and names, true /
-    false for switches, a list of strings for repeatable flags), and one of its choices."""
-    def fail(expected: str):
-        raise UsageError(f"{where} must be {expected}, got {value!r}")
-
+    false for switches, a list of such values for repeatable flags), and one of its choices."""
     if action.nargs == 0:  # a switch: --resume, --no-tune
         if not isinstance(value, bool):
-            fail("true or false")
+            raise UsageError(f"{where} must be true or false, got {value!r}")
         return value
     if isinstance(action, argparse._AppendAction):
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            fail("a list of strings")
-        return [config_value(_single(action), v, where) for v in value]
-    if isinstance(value, bool) or isinstance(value, (list, dict)):
+            raise UsageError(f"{where} must be a list of strings, got {value!r}")
+        return [_scalar_value(action, v, where) for v in value]
+    return _scalar_value(action, value, where)
+
+
+def _scalar_value(action: argparse.Action, value, where: str):
+    """One value of a flag that takes an argument (``config_value``)."""
+    def fail(expected: str):
+        raise UsageError(f"{where} must be {expected}, got {value!r}")
+
+    if isinstance(value, (bool, list, dict)):
         fail(_expected(action))
     if action.type is int and not isinstance(value, int):
         fail("an integer")
@@ -122,10 +127,6 @@ def config_value(action: argparse.Action, value, where: str):
     if action.choices is not None and value not in action.choices:
         fail(f"one of {', '.join(map(str, action.choices))}")
     return value
-
-
-def _single(action: argparse.Action) -> argparse.Action:
-    return argparse.Action(action.option_strings, action.dest, type=action.type, choices=action.choices)
 
 
 def _expected(action: argparse.Action) -> str:

@@ -269,7 +269,7 @@ def store(analysis: Analysis) -> Path:
     target = results_path(analysis.path)
     doc = {"file": Path(analysis.path).name, "settings": analysis.settings, "results": analysis.rows(),
            "arrays": arrays(analysis)}
-    tmp = target.with_name(target.name + ".partial")
+    tmp = target.with_name(f"{target.name}.{os.getpid()}.partial")  # per process: two measures at once
     try:
         tmp.write_text(json.dumps(strict_json(doc), indent=1) + "\n")
         os.replace(tmp, target)

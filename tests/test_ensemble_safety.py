@@ -105,3 +105,14 @@ def test_measure_stores_into_a_side_file_and_never_opens_the_ensemble_for_writin
     assert run_cli("observables", "measure", out)[0] == 0
     assert (out.stat().st_mtime_ns, out.read_bytes()) == stamp
     assert (tmp_path / "a.observables.json").exists()
+
+
+def test_two_measures_of_one_file_at_once_both_succeed_and_leave_valid_results(tmp_path):
+    out = tmp_path / "a.h5"
+    assert run_cli("generate", *CHAIN, "--n-configs", 100, "--out", out)[0] == 0
+    procs = [subprocess.Popen([sys.executable, "-m", "observables", "measure", str(out)], cwd=ROOT, env=ENV,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for _ in range(3)]
+    assert all(p.wait(timeout=120) == 0 for p in procs), [p.stderr.read() for p in procs]
+    import json
+    assert json.loads((tmp_path / "a.observables.json").read_text())["settings"]["n"] == 100
+    assert not list(tmp_path.glob("*.partial"))
