@@ -1,6 +1,7 @@
 """What may happen to an ensemble file with real processes: a second writer, a full disk, a
 killed plain (non-SWMR) writer, a killed `measure`. The configurations must stay readable and
 the chain resumable, and each problem is one line on stderr."""
+import json
 import resource
 import signal
 import subprocess
@@ -113,6 +114,5 @@ def test_two_measures_of_one_file_at_once_both_succeed_and_leave_valid_results(t
     procs = [subprocess.Popen([sys.executable, "-m", "observables", "measure", str(out)], cwd=ROOT, env=ENV,
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for _ in range(3)]
     assert all(p.wait(timeout=120) == 0 for p in procs), [p.stderr.read() for p in procs]
-    import json
     assert json.loads((tmp_path / "a.observables.json").read_text())["settings"]["n"] == 100
     assert not list(tmp_path.glob("*.partial"))
