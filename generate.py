@@ -7,6 +7,7 @@
     python -m generate --theory u1 --L 16 --beta 4 --algorithm overrelaxation --or-per-sweep 4 --n-configs 5000 \
         --out data/u1_L16_b4_or.h5
     python -m generate --algorithm learned-mh --proposal runs/u1_L8_b2 --n-configs 20000 --out data/u1_flow.h5
+    python -m generate --theory u1 --L 8 --beta 2 --chains 16 --n-configs 2000 --out data/u1_L8.h5   # -> u1_L8.chain{0..15}.h5
 
 A thin layer over samplers.chain.run_chain; bad input ends with one line on stderr and exit 2.
 """
@@ -26,7 +27,8 @@ from lattice.cli import (HelpFormatter, UsageError, add_config_argument, add_the
 DEFAULTS = {"dim": 2, "algorithm": "hmc", "every": 1, "n_therm": 500, "seed": 0, "init": "hot",
             "step_size": 0.1, "traj_length": 1.0, "jitter": 0.2, "integrator": "leapfrog", "delta": 0.5,
             "proposal_batch": 256, "device": "cpu", "proposal_dtype": "float64", "symmetrize": "none",
-            "local": "hmc", "local_per_proposal": 1, "clusters_per_sweep": 1, "metropolis_sweeps": 1}
+            "local": "hmc", "local_per_proposal": 1, "clusters_per_sweep": 1, "metropolis_sweeps": 1,
+            "chains": 1, "first_chain": 0}
 MODEL_ALGORITHMS = ("learned-mh", "hybrid", "model-samples")  # those that draw from a trained model
 # what must agree between a file and a --resume request
 IDENTITY = ("theory", "L", "dim", "kappa", "lam", "m2", "g", "beta", "algorithm", "seed", "every", "init")
@@ -88,7 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
     m = p.add_argument_group("learned proposals (learned-mh, hybrid, model-samples)")
     m.add_argument("--proposal", type=Path, help="run folder of a model trained by python -m train; the theory "
                    "flags default to the model's")
-    m.add_argument("--proposal-batch", type=int, help=f"proposals drawn per model pass [{DEFAULTS['proposal_batch']}]")
+    m.add_argument("--proposal-batch", type=int, help="proposals drawn per chain and model pass (a chain set "
+                   f"draws the batches of all its chains in one pass) [{DEFAULTS['proposal_batch']}]")
     m.add_argument("--device", help=f"torch device of the model, e.g. cuda [{DEFAULTS['device']}]")
     m.add_argument("--threads", type=int, help="torch CPU threads of the model [torch's default]")
     m.add_argument("--proposal-dtype", choices=["float64", "float32"], help="precision of the model's sampling "
@@ -118,6 +121,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--n-therm", type=int, help=f"thermalization updates, discarded; tuning happens here "
                    f"[{DEFAULTS['n_therm']}]")
     r.add_argument("--seed", type=int, help=f"seed of the chain's random numbers [{DEFAULTS['seed']}]")
+    r.add_argument("--chains", type=int, help="K independent chains of this setup, advanced together in one process; "
+                   "chain k is defined by (--seed, k) alone and written to NAME.chain{k}.h5 (--out NAME.h5); "
+                   "K = 1 with --first-chain 0 writes NAME.h5 [1]")
+    r.add_argument("--first-chain", type=int, help="k0: run chains k0 .. k0 + K - 1 of the set (another process "
+                   "can run other chains of the same set) [0]")
     r.add_argument("--init", choices=["hot", "cold"], help=f"start configuration [{DEFAULTS['init']}]")
     r.add_argument("--out", type=Path, help="output HDF5 file")
     r.add_argument("--resume", action="store_true", default=None, help="continue the chain stored in --out")
@@ -157,15 +165,15 @@ def _stored_proposal_path(attrs: dict) -> Path | None:
     return Path(proposal["path"]) if isinstance(proposal, dict) and "path" in proposal else None
 
 
-def make_sampler(args):
-    """The sampler the flags describe (defaults already filled in), and whether to tune it."""
+def make_sampler(args, chain: int = 0):
+    """The sampler of chain ``chain`` the flags describe (defaults already filled in), and whether to tune it."""
     from samplers import SAMPLERS, Hybrid
 
     if args.algorithm in MODEL_ALGORITHMS:
         if args.proposal is None:
             raise UsageError(f"--algorithm {args.algorithm} needs --proposal RUN (a run folder of python -m train)")
         proposal = {"path": str(args.proposal), "batch_size": args.proposal_batch, "device": args.device,
-                    "dtype": args.proposal_dtype, "seed": args.seed, "symmetrize": args.symmetrize,
+                    "dtype": args.proposal_dtype, "seed": args.seed, "chain": chain, "symmetrize": args.symmetrize,
                     "sampling": diffusion_sampling(args), "target": {}}
         if args.target_beta is not None and args.target_kappa is not None:
             raise UsageError("give --target-beta or --target-kappa, not both")
@@ -272,30 +280,53 @@ def run_ending_on_write_error(args, parser) -> int:
         os._exit(2)
 
 
+def chain_paths(out: Path, chains: int, first: int) -> list[tuple[int, Path]]:
+    """(k, file) of every chain of the run: NAME.chain{k}.h5 for --out NAME.h5, or NAME.h5 itself
+    for the one chain 0."""
+    if chains == 1 and first == 0:
+        return [(0, out)]
+    return [(k, out.with_name(f"{out.stem}.chain{k}{out.suffix}")) for k in range(first, first + chains)]
+
+
+def _chain_count(args) -> tuple[int, int]:
+    chains = DEFAULTS["chains"] if args.chains is None else args.chains
+    first = DEFAULTS["first_chain"] if args.first_chain is None else args.first_chain
+    if chains < 1:
+        raise UsageError(f"--chains must be >= 1, got {chains}")
+    if first < 0:
+        raise UsageError(f"--first-chain must be >= 0, got {first}")
+    return chains, first
+
+
 def run(args, parser) -> int:
-    from lattice import __version__
     from samplers import SAMPLERS
-    from samplers.chain import ChainState, run_chain
-    from samplers.ensemble import (EnsembleWriter, attrs_of, create_ensemble, load_state, lock_ensemble,
-                                   make_clean, mark_resumed, open_ensemble, provenance)
+    from samplers.chain import run_chains, set_lines
+    from samplers.ensemble import EnsembleWriter, attrs_of, lock_ensemble, open_ensemble
 
     merge_config(args, parser, paths=("out", "proposal"))
     if args.out is None:
         raise UsageError("--out is required (the HDF5 file to write)")
-    out = args.out
-    lock = lock_ensemble(out)  # noqa: F841 (held until the process exits)
-    resuming = bool(args.resume) and out.exists()
+    chains, first = _chain_count(args)
+    paths = chain_paths(args.out, chains, first)
+    locks = [lock_ensemble(path) for _, path in paths]  # noqa: F841 (held until the process exits)
+    existing = [(k, path) for k, path in paths if path.exists()]
+    resuming = bool(args.resume) and bool(existing)
     if args.resume and not resuming and args.theory is None and args.proposal is None:
-        raise UsageError(f"--resume: {out} does not exist, so there is no chain to continue "
+        missing = (f"{args.out} does not exist" if len(paths) == 1 else
+                   f"no file of chains {first}..{first + chains - 1} of {args.out} exists")
+        raise UsageError(f"--resume: {missing}, so there is no chain to continue "
                          "(give the theory flags to start a new one there)")
-    if out.exists() and not args.resume and not args.overwrite:
-        raise UsageError(f"{out} exists; use --resume to continue it or --overwrite to replace it")
+    if existing and not args.resume and not args.overwrite:
+        raise UsageError(f"{existing[0][1]} exists; use --resume to continue it or --overwrite to replace it")
     if args.resume and args.overwrite:
         raise UsageError("--resume and --overwrite exclude each other")
-    if resuming:
-        with open_ensemble(out) as f:
-            attrs = attrs_of(f)
-        merge_resume(args, attrs)
+    stored = {}
+    for k, path in existing if resuming else []:
+        with open_ensemble(path) as f:
+            stored[k] = attrs_of(f)
+        if int(stored[k].get("chain", 0)) != k:
+            raise UsageError(f"--resume: {path} holds chain {stored[k].get('chain', 0)} of its set, not chain {k}")
+        merge_resume(args, stored[k])  # the first file sets the flags; the others must agree with it
     if args.algorithm == "model-samples":
         if args.n_therm:
             raise UsageError("model-samples stores the model's own independent samples: no --n-therm")
@@ -308,13 +339,17 @@ def run(args, parser) -> int:
     if args.threads is not None and args.algorithm in MODEL_ALGORITHMS:
         import torch
         torch.set_num_threads(max(1, args.threads))
-    if resuming:  # the file's sampler: initial settings, or the tuned ones once thermalized
-        sampler = SAMPLERS[args.algorithm].from_settings(attrs["sampler_settings"])
-        tune = bool(attrs["tuned"])
-    else:
-        sampler, tune = make_sampler(args)
-    theory = theory_for(args, sampler)
-    sampler.check(theory)
+    samplers, tune = {}, None
+    for k, _ in paths:  # the file's sampler: initial settings, or the tuned ones once thermalized
+        if k in stored:
+            samplers[k] = SAMPLERS[args.algorithm].from_settings(stored[k]["sampler_settings"])
+            tune = bool(stored[k]["tuned"]) if tune is None else tune
+        else:
+            samplers[k], new_tune = make_sampler(args, chain=k)
+            tune = new_tune if tune is None else tune
+    theory = theory_for(args, samplers[first])
+    for sampler in samplers.values():
+        sampler.check(theory)
     if not (args.flush_seconds >= 0 and math.isfinite(args.flush_seconds)):
         raise UsageError(f"--flush-seconds must be a finite number >= 0, got {args.flush_seconds}")
     if args.every < 1:
@@ -322,53 +357,82 @@ def run(args, parser) -> int:
     if args.n_therm < 0:
         raise UsageError(f"--n-therm must be >= 0, got {args.n_therm}")
 
-    if resuming:
-        make_clean(out)
-        with h5py.File(out, "r") as f:
-            state = load_state(f)
-        if state.n_stored >= args.n_configs:
-            print(f"{out} already holds {state.n_stored} configurations (>= --n-configs {args.n_configs})")
-            return 0
-        mark_resumed(out, args.n_configs)
-    else:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        state = ChainState.start(theory, args.seed, args.init)
-        state.sampler_state = sampler.get_state()
-        attrs = {
-            **theory_identity(theory), "config_shape": list(theory.config_shape),
-            "algorithm": sampler.name, "sampler_settings": sampler.settings(), "tuned": int(tune),
-            "seed": args.seed, "every": args.every, "n_therm": args.n_therm, "init": args.init,
-            "n_configs": args.n_configs, **provenance(),
-        }
-        model = getattr(sampler, "proposal", None)
-        if model is not None:
-            from samplers.proposal import checkpoint_file
-
-            attrs.update({"proposal_checkpoint": str(checkpoint_file(model.path).resolve()),
-                          "proposal_sha256": model.sha256, "proposal_model": model.model,
-                          "proposal_exact": int(model.dtype == "float64")})
-        create_ensemble(out, attrs, theory.config_shape, sampler.diagnostics, state)
+    states = {k: load_chain(path, args.n_configs) if k in stored else
+              new_chain(args, theory, samplers[k], tune, k, path) for k, path in paths}
+    todo = [(k, path) for k, path in paths if states[k].n_stored < args.n_configs]
+    if not todo:
+        held = min(states[k].n_stored for k, _ in paths)
+        print(f"{paths[0][1] if len(paths) == 1 else f'every chain of {args.out}'} already holds {held} "
+              f"configurations (>= --n-configs {args.n_configs})")
+        return 0
 
     quiet = args.quiet
     if not quiet:
-        what = ", ".join(f"{k}={v}" for k, v in theory.params().items())
-        print(f"latticeml {__version__}: {theory.name} ({what}) on {'x'.join(map(str, theory.shape))}, "
-              f"{sampler.name}, {args.n_configs} configs every {args.every} -> {out}"
-              + (f" (resuming at {state.n_stored})" if resuming else ""))
-    summary = run_chain(theory, sampler, state, args.n_configs, every=args.every, n_therm=args.n_therm,
-                        writer=EnsembleWriter(out), progress=not quiet and sys.stderr.isatty(),
-                        flush_seconds=args.flush_seconds, tune=tune)
+        from lattice import __version__
+
+        params = ", ".join(f"{k}={v}" for k, v in theory.params().items())
+        target = paths[0][1] if len(paths) == 1 else f"{paths[0][1].name} .. {paths[-1][1].name} ({chains} chains)"
+        resumed = [states[k].n_stored for k, _ in todo if k in stored]
+        print(f"latticeml {__version__}: {theory.name} ({params}) on {'x'.join(map(str, theory.shape))}, "
+              f"{samplers[first].name}, {args.n_configs} configs every {args.every} -> {target}"
+              + (f" (resuming at {min(resumed)})" if resumed else ""))
+    summaries = run_chains(theory, [samplers[k] for k, _ in todo], [states[k] for k, _ in todo], args.n_configs,
+                           every=args.every, n_therm=args.n_therm, writers=[EnsembleWriter(p) for _, p in todo],
+                           progress=not quiet and sys.stderr.isatty(), flush_seconds=args.flush_seconds, tune=tune)
     if not quiet:
-        for line in summary.lines():
+        if len(paths) == 1:
+            lines = summaries[0].lines() + [f"written:        {paths[0][1]}"]
+        else:
+            lines = set_lines(summaries, [f"chain {k}" for k, _ in todo], [p for _, p in todo])
+        for line in lines:
             print(line)
-        print(f"written:        {out}")
     if theory.name == "phi4":
         from observables.phi4 import domain_warning
 
-        warning = domain_warning(state.config)
-        if warning:
-            print(f"WARNING:        {warning}", file=sys.stderr)
+        for k, path in todo:
+            warning = domain_warning(states[k].config)
+            if warning:
+                print(f"WARNING:        {path.name if len(paths) > 1 else ''}{': ' if len(paths) > 1 else ''}{warning}",
+                      file=sys.stderr)
     return 0
+
+
+def load_chain(path: Path, n_configs: int):
+    """The stored state of the chain in ``path`` (a file left by a killed writer made clean first);
+    its target length becomes ``n_configs`` if it has fewer."""
+    from samplers.ensemble import load_state, make_clean, mark_resumed
+
+    make_clean(path)
+    with h5py.File(path, "r") as f:
+        state = load_state(f)
+    if state.n_stored < n_configs:
+        mark_resumed(path, n_configs)
+    return state
+
+
+def new_chain(args, theory, sampler, tune: bool, chain: int, path: Path):
+    """A fresh chain number ``chain`` of the set: its start and its new file at ``path``."""
+    from samplers.chain import ChainState
+    from samplers.ensemble import create_ensemble, provenance
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = ChainState.start(theory, args.seed, args.init, chain=chain)
+    state.sampler_state = sampler.get_state()
+    attrs = {
+        **theory_identity(theory), "config_shape": list(theory.config_shape),
+        "algorithm": sampler.name, "sampler_settings": sampler.settings(), "tuned": int(tune),
+        "seed": args.seed, "chain": chain, "every": args.every, "n_therm": args.n_therm, "init": args.init,
+        "n_configs": args.n_configs, **provenance(),
+    }
+    model = getattr(sampler, "proposal", None)
+    if model is not None:
+        from samplers.proposal import checkpoint_file
+
+        attrs.update({"proposal_checkpoint": str(checkpoint_file(model.path).resolve()),
+                      "proposal_sha256": model.sha256, "proposal_model": model.model,
+                      "proposal_exact": int(model.dtype == "float64")})
+    create_ensemble(path, attrs, theory.config_shape, sampler.diagnostics, state)
+    return state
 
 
 if __name__ == "__main__":

@@ -8,6 +8,10 @@ make the large moves local updates cannot (e.g. between topological sectors). Af
 has moved the configuration, log q of the new configuration is recomputed exactly (one model pass
 on one configuration) before the MH step.
 
+A chain set (``update_chains``) makes the local updates of all chains together (the local
+sampler's own ``update_chains``), then computes the log q of every moved configuration in one model
+pass and makes the learned-MH steps with shared proposal passes (samplers/learned_mh.py).
+
 Tuning (thermalization only) adapts the local sampler to its target acceptance; the learned-MH
 step has nothing to tune. Diagnostics per stored configuration: those of learned-mh plus
 ``local_accept``, the mean acceptance of the local updates of that update.
@@ -19,8 +23,9 @@ import math
 import numpy as np
 
 from .base import UpdateInfo
+from .chain import update_chains as update_each_chain
 from .hmc import HMC
-from .learned_mh import LearnedMH
+from .learned_mh import LearnedMH, prepare_chains
 from .metropolis import Metropolis
 
 LOCAL = {"hmc": HMC, "metropolis": Metropolis}
@@ -55,6 +60,25 @@ class Hybrid:
             self.mh.invalidate()
         info = self.mh.update(theory, q, rng)
         return UpdateInfo(info.accept, extra={**info.extra, "local_accept": accepted / self.local_per_proposal})
+
+    @staticmethod
+    def update_chains(theory, samplers: list["Hybrid"], qs: np.ndarray, rngs: list) -> list[UpdateInfo]:
+        """``update`` of every chain of a set: batched local updates, then one model pass for the log q
+        of the moved configurations and shared proposal passes; bitwise what each ``update`` gives
+        where the model's batched passes are (samplers/proposal.py)."""
+        accepted = np.zeros(len(samplers))
+        for _ in range(samplers[0].local_per_proposal):
+            infos = update_each_chain(theory, [s.local for s in samplers], qs, rngs)
+            for k, (s, info) in enumerate(zip(samplers, infos)):
+                s._last_local = info
+                accepted[k] += info.accept
+        for s, a in zip(samplers, accepted):
+            if a > 0:
+                s.mh.invalidate()
+        mhs = [s.mh for s in samplers]
+        prepare_chains(mhs, qs)
+        return [UpdateInfo(info.accept, extra={**info.extra, "local_accept": a / s.local_per_proposal})
+                for s, a, info in zip(samplers, accepted, (m.update(theory, q, r) for m, q, r in zip(mhs, qs, rngs)))]
 
     def adapt(self, info: UpdateInfo, k: int, compact: bool = False) -> None:
         self.local.adapt(self._last_local, k, compact)

@@ -18,6 +18,11 @@ Per stored configuration the file gets log_q and log_p of that configuration and
 index of the proposal it came from (-1: not from the model, e.g. the start or a local update).
 A fresh chain starts at proposal 0 (``_start``), whatever --init says. The chain state adds three numbers (``get_state``): the next proposal's index, log q of the current
 configuration, and its proposal index, so a resumed chain continues bit for bit.
+
+A chain set (``update_chains``) draws the proposal batches its chains need in one model pass
+(samplers/proposal.py ``sample_batches``) and the log q of current configurations that are not yet
+known (a fresh or resumed chain, or one moved by a local update in a hybrid) in one more; then
+each chain makes its own accept step, exactly as ``update`` would.
 """
 from __future__ import annotations
 
@@ -133,10 +138,35 @@ class _ModelStream:
         return i, x, log_q
 
 
+def prepare_chains(streams: list[_ModelStream], qs: np.ndarray, known_log_q: bool = True) -> None:
+    """Make the next ``update`` of every stream in a chain set need no model pass of its own: one
+    pass for the proposal batches the streams are about to enter (a fresh chain also needs proposal
+    0 for its start, ``_start``, and then proposal 1, both in batch 0), and, with ``known_log_q``, one
+    for the log q of the current configurations that are unknown (NaN). Only when each stream is
+    served as ``update`` would serve it alone (the same batches, the same log q)."""
+    from .proposal import sample_batches
+
+    need, batches = [], []
+    for s in streams:
+        b = s.proposal.needs_batch(s.next_index + (1 if s.next_index == 0 and s.needs_start else 0))
+        if b is not None and b == s.proposal.needs_batch(s.next_index):
+            need.append(s)
+            batches.append(b)
+    for s, content, b in zip(need, sample_batches([s.proposal for s in need], batches), batches):
+        s.proposal.hold_batch(b, content)
+    if known_log_q:
+        unknown = [k for k, s in enumerate(streams) if s.next_index > 0 and math.isnan(s.log_q_current)]
+        if unknown:
+            lq = streams[unknown[0]].proposal.log_q_batch(np.ascontiguousarray(qs[unknown]))
+            for k, value in zip(unknown, lq):
+                streams[k].log_q_current = float(value)
+
+
 class LearnedMH(_ModelStream):
     """Independence Metropolis-Hastings with a trained model as the proposal."""
 
     name = "learned-mh"
+    needs_start = True
 
     def __init__(self, proposal: dict):
         self._init_stream(proposal)
@@ -164,6 +194,12 @@ class LearnedMH(_ModelStream):
     def report(self) -> dict:
         return self.stats.report(mh=True)
 
+    @staticmethod
+    def update_chains(theory, samplers: list["LearnedMH"], qs: np.ndarray, rngs: list) -> list[UpdateInfo]:
+        """``update`` of every chain of a set, with shared model passes (``prepare_chains``)."""
+        prepare_chains(samplers, qs)
+        return [s.update(theory, q, rng) for s, q, rng in zip(samplers, qs, rngs)]
+
     @classmethod
     def from_settings(cls, settings: dict) -> "LearnedMH":
         return cls(settings["proposal"])
@@ -174,6 +210,7 @@ class ModelSamples(_ModelStream):
 
     name = "model-samples"
     needs_density = False
+    needs_start = False
 
     def __init__(self, proposal: dict):
         self._init_stream(proposal)
@@ -188,6 +225,12 @@ class ModelSamples(_ModelStream):
 
     def report(self) -> dict:
         return self.stats.report(mh=False, remedy="train longer (reweighted averages rest on a few samples)")
+
+    @staticmethod
+    def update_chains(theory, samplers: list["ModelSamples"], qs: np.ndarray, rngs: list) -> list[UpdateInfo]:
+        """``update`` of every chain of a set, the proposal batches drawn in one model pass."""
+        prepare_chains(samplers, qs, known_log_q=False)
+        return [s.update(theory, q, rng) for s, q, rng in zip(samplers, qs, rngs)]
 
     @classmethod
     def from_settings(cls, settings: dict) -> "ModelSamples":

@@ -19,8 +19,16 @@ of samplers/learned_mh.py and samplers/hybrid.py, with no model-specific code th
   would not have exactly the density its float64 copy assigns to them). ``dtype="float32"`` is
   offered for speed and is an approximation (labeled so in the file's settings);
 - a deterministic stream: proposal number i is entry i % B of batch i // B, whose prior draws come
-  from a torch generator seeded by (seed, i // B). A resumed chain regenerates the batch it stopped
-  in, so it continues bit for bit; the chain itself stays sequential;
+  from a torch generator seeded by (seed, chain, i // B) (``stream_seed``; chain 0 of a set has a
+  single chain's stream). A resumed chain regenerates the batch it stopped in, so it continues bit
+  for bit; the chain itself stays sequential;
+- many chains, one pass: the chains of a set each have their own stream but share one loaded model
+  (``_shared_net``), and ``sample_batches`` / ``log_q_batch`` serve all of them in one model pass:
+  the prior draws of each chain's batch come from that chain's generator, and a model's ``push``
+  (the deterministic map from prior draws to samples and log q) treats rows independently, so
+  chain k's proposals are those it would get alone (bitwise on CPU in our tests; exactly the same
+  map in any case). Models without ``push`` (autoregressive models, which draw site by site) sample
+  each chain's batch in its own pass; their log q is still one pass for all chains;
 - ``symmetrize="z2"`` (phi^4 only): the exact mixture q_sym(x) = [q(x) + q(-x)] / 2, sampled by
   drawing x ~ q and flipping its sign with probability 1/2; log q_sym needs one more pass (log q
   at -x). This restores the phi -> -phi symmetry a RealNVP does not have, changing log q with it
@@ -78,6 +86,7 @@ class ModelProposal:
     device: str = "cpu"
     dtype: str = "float64"
     seed: int = 0
+    chain: int = 0
     symmetrize: str = "none"
     sampling: dict = field(default_factory=dict)
     target: dict = field(default_factory=dict)
@@ -85,8 +94,6 @@ class ModelProposal:
     theory: object = field(default=None, init=False, repr=False)
 
     def __post_init__(self):
-        from .training import load_model
-
         ckpt = checkpoint_file(self.path)
         if not ckpt.exists():
             raise ValueError(f"{self.path}: no trained model (no {ckpt.name})")
@@ -105,14 +112,8 @@ class ModelProposal:
             raise ValueError(f"unknown --device {self.device!r}") from None
         if device.type == "cuda" and not torch.cuda.is_available():
             raise ValueError(f"--device {self.device}: CUDA is not available on this machine")
-        self.net, info = load_model(ckpt, device=self.device)
-        self.net.to(dtype=getattr(torch, self.dtype)).eval()
-        for option, method in (("sampling", "set_sampling"), ("target", "retarget")):
-            if getattr(self, option):
-                if not hasattr(self.net, method):
-                    raise ValueError(f"{info['model']} models have no {option} options (diffusion models do)")
-                getattr(self.net, method)(**getattr(self, option))
-        self.model, self.theory = info["model"], self.net.theory
+        self.net, self.model = _shared_net(ckpt, digest, self.device, self.dtype, self.sampling, self.target)
+        self.theory = self.net.theory
         if self.symmetrize not in SYMMETRIES:
             raise ValueError(f"unknown symmetrize {self.symmetrize!r}; choose from {', '.join(SYMMETRIES)}")
         if self.symmetrize != "none" and self.theory.name not in SYMMETRIES[self.symmetrize]:
@@ -139,8 +140,7 @@ class ModelProposal:
 
     # ---------------------------------------------------------------- densities
     def _generator(self, batch: int) -> torch.Generator:
-        seed = int(np.random.SeedSequence([self.seed, batch]).generate_state(1, np.uint64)[0])
-        return torch.Generator(device=self.device).manual_seed(seed)
+        return torch.Generator(device=self.device).manual_seed(stream_seed(self.seed, self.chain, batch))
 
     def _tensor(self, x: np.ndarray) -> torch.Tensor:
         return torch.as_tensor(x, device=self.device, dtype=getattr(torch, self.dtype))
@@ -154,29 +154,33 @@ class ModelProposal:
 
     def sample_batch(self, batch: int) -> tuple[np.ndarray, np.ndarray]:
         """Batch number ``batch`` of the stream: configurations (B, *config_shape) float64 and log q."""
-        gen = self._generator(batch)
-        with torch.no_grad():  # not inference_mode: exact densities may need autograd (diffusion Jacobians)
-            x, lq = self.net.sample(self.batch_size, gen)
-            if self.symmetrize == "z2":  # q_sym(s x) = q_sym(x) = [q(x) + q(-x)] / 2 for either sign s
-                lq = self._log_q_torch(x, lq)
-                sign = torch.randint(0, 2, (self.batch_size,), generator=gen, device=x.device) * 2 - 1
-                x = x * sign.to(x.dtype).view(-1, *([1] * (x.dim() - 1)))
-        return (np.ascontiguousarray(x.detach().cpu().numpy(), dtype=np.float64),
-                lq.detach().cpu().numpy().astype(np.float64))
+        return sample_batches([self], [batch])[0]
 
     def proposal(self, index: int) -> tuple[np.ndarray, float]:
         """Proposal number ``index`` of the stream and its exact log q (float64)."""
         b, j = divmod(int(index), self.batch_size)
         if b != self._batch_index:
-            self._batch = self.sample_batch(b)
-            self._batch_index = b
+            self.hold_batch(b, self.sample_batch(b))
         x, lq = self._batch
         return x[j], float(lq[j])
 
+    def needs_batch(self, index: int) -> int | None:
+        """The batch proposal ``index`` lies in, if it is not the one held (None if it is)."""
+        b = int(index) // self.batch_size
+        return None if b == self._batch_index else b
+
+    def hold_batch(self, batch: int, content: tuple[np.ndarray, np.ndarray]) -> None:
+        """Keep batch number ``batch`` (from ``sample_batches``) for the proposals that follow."""
+        self._batch_index, self._batch = batch, content
+
     def log_q(self, x: np.ndarray) -> float:
         """Exact log q of one configuration (e.g. the current state of a chain, or a hot start)."""
+        return float(self.log_q_batch(x[None])[0])
+
+    def log_q_batch(self, xs: np.ndarray) -> np.ndarray:
+        """Exact log q of configurations xs (n, *config_shape), one model pass, float64."""
         with torch.no_grad():
-            return float(self._log_q_torch(self._tensor(x)[None])[0])
+            return self._log_q_torch(self._tensor(xs)).detach().cpu().numpy().astype(np.float64)
 
     def check_theory(self, theory) -> None:
         """One-line refusal of a model made for another theory, coupling or lattice."""
@@ -188,3 +192,69 @@ class ModelProposal:
                              f"{'x'.join(map(str, theory.shape))}"
                              + ("; generate at another coupling with --target-beta / --target-kappa"
                                 if hasattr(self.net, "retarget") else ""))
+
+
+def stream_seed(seed: int, chain: int, batch: int) -> int:
+    """The torch seed of batch ``batch`` of chain ``chain``'s proposal stream: chain 0 keeps a single
+    chain's SeedSequence([seed, batch]); chain k > 0 is its spawned child (spawn key (k,)), distinct
+    from every other (seed, chain, batch)."""
+    ss = np.random.SeedSequence([seed, batch], spawn_key=(chain,) if chain else ())
+    return int(ss.generate_state(1, np.uint64)[0])
+
+
+_NETS: dict = {}
+
+
+def _shared_net(ckpt: Path, digest: str, device: str, dtype: str, sampling: dict, target: dict):
+    """The model of checkpoint ``ckpt`` (hash ``digest``) on ``device`` in ``dtype`` with its sampling
+    and target options, loaded once per process and shared by every chain that uses it (the model
+    is read-only while chains run). Returns (net, model name)."""
+    import json
+
+    from .training import load_model
+
+    key = (str(ckpt.resolve()), digest, str(device), dtype, json.dumps(sampling, sort_keys=True),
+           json.dumps(target, sort_keys=True))
+    if key not in _NETS:
+        net, info = load_model(ckpt, device=device)
+        net.to(dtype=getattr(torch, dtype)).eval()
+        for option, method, value in (("sampling", "set_sampling", sampling), ("target", "retarget", target)):
+            if value:
+                if not hasattr(net, method):
+                    raise ValueError(f"{info['model']} models have no {option} options (diffusion models do)")
+                getattr(net, method)(**value)
+        _NETS[key] = (net, info["model"])
+    return _NETS[key]
+
+
+def sample_batches(proposals: list[ModelProposal], batches: list[int]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Batch ``batches[i]`` of the stream of ``proposals[i]``, for every i, in as few model passes as
+    possible: one for all proposals of one shared model whose net has a ``push`` (prior draws from
+    each stream's own generator, then one push), else one per proposal. Each result is what
+    ``proposals[i]`` gives alone: configurations (B, *config_shape) float64 and log q float64."""
+    out: list = [None] * len(proposals)
+    groups: dict = {}
+    for i, p in enumerate(proposals):
+        groups.setdefault((id(p.net), p.symmetrize), []).append(i)
+    for members in groups.values():
+        head = proposals[members[0]]
+        gens = [proposals[i]._generator(batches[i]) for i in members]
+        sizes = [proposals[i].batch_size for i in members]
+        with torch.no_grad():  # not inference_mode: exact densities may need autograd (diffusion Jacobians)
+            if hasattr(head.net, "push") and head.has_density:
+                z = torch.cat([head.net.sample_prior(n, g) for n, g in zip(sizes, gens)])
+                x, lq = head.net.push(z)
+            else:
+                pairs = [head.net.sample(n, g) for n, g in zip(sizes, gens)]
+                x, lq = torch.cat([a for a, _ in pairs]), torch.cat([b for _, b in pairs])
+            if head.symmetrize == "z2":  # q_sym(s x) = q_sym(x) = [q(x) + q(-x)] / 2 for either sign s
+                lq = head._log_q_torch(x, lq)
+                sign = torch.cat([torch.randint(0, 2, (n,), generator=g, device=x.device) for n, g in zip(sizes, gens)])
+                x = x * (sign * 2 - 1).to(x.dtype).view(-1, *([1] * (x.dim() - 1)))
+        xs = np.ascontiguousarray(x.detach().cpu().numpy(), dtype=np.float64)
+        lqs = lq.detach().cpu().numpy().astype(np.float64)
+        start = 0
+        for i, n in zip(members, sizes):
+            out[i] = (xs[start:start + n], lqs[start:start + n])
+            start += n
+    return out

@@ -160,7 +160,15 @@ class Flow(nn.Module):
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """n configurations x and their exact log q(x) = log r(z) - log |det dx/dz| (float64)."""
-        z = self.prior.sample(n, generator)
+        return self.push(self.sample_prior(n, generator))
+
+    def sample_prior(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """The random part of ``sample``: n prior draws z (``sample(n, g) == push(sample_prior(n, g))``)."""
+        return self.prior.sample(n, generator)
+
+    def push(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The deterministic part of ``sample``: x = T(z) and log q(x) = log r(z) - log |det dx/dz|. Row i of
+        the result depends on row i of z alone, so prior draws of several chains can share one pass."""
         x, logdet = self.forward(z)
         return x, self.prior.log_prob(z) - logdet
 
