@@ -19,16 +19,17 @@ def run_cli(module: str, *args) -> tuple[int, str, str]:
     return p.returncode, p.stdout, p.stderr
 
 
-def generate_then_kill(args, out: Path, min_stored: int) -> int:
-    """Start ``python -m generate args --out out``, SIGKILL it once the file holds at least
-    ``min_stored`` flushed configurations; returns how many it held."""
+def generate_then_kill(args, out: Path, min_stored: int, watch: Path | None = None) -> int:
+    """Start ``python -m generate args --out out``, SIGKILL it once the file ``watch`` (default: out)
+    holds at least ``min_stored`` flushed configurations; returns how many it held."""
     proc = subprocess.Popen([sys.executable, "-m", "generate", *map(str, args), "--out", str(out)], cwd=ROOT, env=ENV)
     deadline, stored = time.time() + 120, 0
+    watch = out if watch is None else watch
     while time.time() < deadline and stored < min_stored and proc.poll() is None:
         time.sleep(0.01)
-        if out.exists():
+        if watch.exists():
             try:
-                with open_ensemble(out) as f:
+                with open_ensemble(watch) as f:
                     stored = int(f["state/counters"][0])
             except Exception:  # created but not yet readable
                 pass
