@@ -14,7 +14,11 @@ Training: Adam, batch 64, lr 3e-3 with the cosine schedule, the step count set t
 Everything runs on one core (torch and Numba single-threaded), one process at a time, so the
 timings compare like with like.
 
-    PYTHONPATH=. python benchmarks/bench_learned.py [--cases u1_b2 u1_b4 u1_b6 phi4 xy phi4_ar xy_ar xy_b11_ar xy16_ar xy16_b11_ar] [--train-minutes 4]
+    PYTHONPATH=. python benchmarks/bench_learned.py [--cases u1_b2 u1_b4 u1_b6 phi4 xy phi4_ar xy_ar xy_b11_ar xy16_ar xy16_b11_ar] [--train-minutes 4] [--chains K]
+
+With --chains K every algorithm runs as a chain set of K chains of N / K configurations each
+(``generate --chains K``), analysed as replicas of one ensemble (observables.analysis.analyze_replicas):
+the cost per independent sample is then the set's wall time x 2 tau_int / N, N = all configurations.
 """
 from __future__ import annotations
 
@@ -34,7 +38,7 @@ import torch
 
 from benchmarks.common import cost_row, print_cost_table, run_generate
 from lattice import make_theory
-from observables.analysis import analyze, check_comparable
+from observables.analysis import analyze, analyze_replicas, check_comparable
 from samplers.flows import build_model
 from samplers.training import OBJECTIVES, TrainConfig, train
 
@@ -92,6 +96,8 @@ def main(argv=None):
     ap.add_argument("--n", type=int, help="configurations per algorithm (default: the case's)")
     ap.add_argument("--out", type=Path, default=Path("data/bench_learned"))
     ap.add_argument("--runs", type=Path, default=Path("runs/bench_learned"))
+    ap.add_argument("--chains", type=int, default=1, help="run every algorithm as a set of K chains")
+    ap.add_argument("--reuse-model", action="store_true", help="skip training if the run folder holds a model")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     print(f"Learned proposals vs HMC (issue 5), {datetime.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}; "
@@ -103,7 +109,8 @@ def main(argv=None):
         name, L, params = case["theory"]
         n = args.n or case["n"]
         run = args.runs / cname
-        summary = train_for(case, args.train_minutes, run)
+        summary = (json.loads((run / "summary.json").read_text()) if args.reuse_model and (run / "summary.json").exists()
+                   else train_for(case, args.train_minutes, run))
         train_s = summary["train_time_s"]
         print(json.dumps({"case": cname, "train_s": train_s, "steps": summary["steps"], "ess": summary["ess"],
                           "acceptance": summary["acceptance"]}), flush=True)
@@ -112,13 +119,16 @@ def main(argv=None):
         for algo in ALGORITHMS:
             out = args.out / f"{cname}_{algo}.h5"
             n_algo = case.get("n_hybrid", n) if algo == "hybrid" and not args.n else n
-            flags = ["--algorithm", algo, "--n-configs", str(n_algo), "--seed", "1", "--out", str(out), "--overwrite",
-                     "--quiet", *theory_flags]
+            K = args.chains
+            flags = ["--algorithm", algo, "--n-configs", str(n_algo // K), "--seed", "1", "--out", str(out), "--overwrite",
+                     "--quiet", "--chains", str(K), *theory_flags]
             if algo != "hmc":
                 flags += ["--proposal", str(run), "--threads", "1", *case.get("flags", [])]
             wall = run_generate(flags)
-            files[algo] = (out, wall, n_algo)
-        analyses = {algo: analyze(path) for algo, (path, _, _) in files.items()}
+            files[algo] = (out, wall, (n_algo // K) * K)
+        analyses = {algo: analyze(path) if args.chains == 1 else
+                    analyze_replicas([path.with_name(f"{path.stem}.chain{k}.h5") for k in range(args.chains)])
+                    for algo, (path, _, _) in files.items()}
         check_comparable(list(analyses.values()))
         base = analyses["hmc"]
         for algo, a in analyses.items():

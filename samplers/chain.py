@@ -270,9 +270,10 @@ def run_chains(theory, samplers: list, states: list[ChainState], n_configs: int,
                 writers[k].flush(states[k])
         if due:
             last_flush, since_flush = now, 0
-        bar.update(len(running))
-        acc_all = sum(t.acc_sum for t in tallies) / max(1, sum(t.n_acc for t in tallies))
-        bar.set_postfix(acc=f"{acc_all:.3f}", refresh=False)
+        if progress:
+            bar.update(len(running))
+            acc_all = sum(t.acc_sum for t in tallies) / max(1, sum(t.n_acc for t in tallies))
+            bar.set_postfix(acc=f"{acc_all:.3f}", refresh=False)
         running = [k for k in running if states[k].n_stored < n_configs]
     bar.close()
     wall = time.perf_counter() - t0
