@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from lattice import __version__, theory_from_attrs
-from samplers.ensemble import EnsembleError, now, read_ensemble
+from samplers.ensemble import EnsembleError, attrs_of, now, open_ensemble, read_ensemble
 
 from samplers.weights import ess_fraction
 
@@ -69,11 +69,16 @@ def analyze(path: str | Path, S: float = 2.0, skip: int = 0, select: str | None 
     chains of the target already and are never reweighted.
     """
     _check_S(S)
-    ens = _read_measurable(path, skip)
+    return _analyze_ensemble(path, _read_measurable(path, skip), S, skip, select, reweight)
+
+
+def _analyze_ensemble(path, ens, S: float, skip: int, select: str | None, reweight: bool = False,
+                      series: dict | None = None) -> Analysis:
+    """``analyze`` of an ensemble already read (``series``: its primaries, if computed already)."""
     n = len(ens.configs)
     theory = theory_from_attrs(ens.attrs)
     every = int(ens.attrs.get("every", 1))
-    series = theories.primaries(ens.configs, theory)
+    series = theories.primaries(ens.configs, theory) if series is None else series
     settings = {"S": S, "skip": skip, "n": n, "every": every, "select": select or "*",
                 "analysed_at": now(), "version": __version__}
     log_w = None
@@ -140,11 +145,23 @@ def analyze_replicas(paths: list, S: float = 2.0, skip: int = 0, select: str | N
     over all configurations, Gamma(t) from each replica about its own mean. settings["replicas"]
     lists each file's N and the tau_int of each primary in it; a primary whose mean in one replica
     differs from that of the others by |z| >= REPLICA_Z is flagged "replica FILE disagrees (z = ..)".
-    Files of raw model samples are refused (reweight them one at a time); the sticky-chain floor of
-    ``analyze`` applies to single files only."""
+    Files of other theories, parameters or ``every`` are refused, and so are two files of one chain
+    (the same seed and chain index: not independent). Files of raw model samples are refused
+    (reweight them one at a time). The sticky-chain floor of ``analyze`` applies to single files
+    only; for learned chains (learned-mh, hybrid) every estimate that ``analyze`` flags unreliable
+    in one of the replicas is flagged "unreliable in FILE (..)" here too, and each replica's
+    proposal diagnostics are in its settings["replicas"] entry."""
     _check_S(S)
     if len(paths) < 2:
         return analyze(paths[0], S=S, skip=skip, select=select)
+    ensembles = _read_replicas(paths, skip)
+    theory = theory_from_attrs(ensembles[0].attrs)
+    per_file = [theories.primaries(e.configs, theory) for e in ensembles]
+    return _combine(paths, ensembles, per_file, S, skip, select)
+
+
+def _read_replicas(paths: list, skip: int) -> list:
+    """The ensembles of ``paths``, refused in one line unless they can be replicas of one ensemble."""
     ensembles = [_read_measurable(p, skip) for p in paths]
     first = ensembles[0].attrs
     for p, e in zip(paths[1:], ensembles[1:]):
@@ -158,13 +175,36 @@ def analyze_replicas(paths: list, S: float = 2.0, skip: int = 0, select: str | N
         if e.attrs.get("algorithm") == RAW_MODEL:
             raise EnsembleError(f"{p} holds raw model samples, not a chain of the target: measure it alone "
                                 "(with --reweight)")
+    seen: dict = {}
+    for p, e in zip(paths, ensembles):
+        key = (setup_key(e.attrs), e.attrs.get("seed"), int(e.attrs.get("chain", 0)))
+        if key[1] is None:  # a file that does not say its seed
+            continue
+        if key in seen:
+            raise EnsembleError(f"{seen[key]} and {p} are one chain (seed {e.attrs.get('seed')}, chain "
+                                f"{int(e.attrs.get('chain', 0))} of one setup), not independent replicas: "
+                                "give each run its own --seed")
+        seen[key] = p
+    return ensembles
+
+
+def _combine(paths: list, ensembles: list, per_file: list, S: float, skip: int, select: str | None,
+             per_replica: bool = True) -> Analysis:
+    """The replicas ``per_file`` (primaries of ``ensembles``) as one ensemble (``analyze_replicas``);
+    per_replica=False: only the combined estimates (no per-replica tau_int, flags or diagnostics)."""
+    if len(paths) == 1:
+        return _analyze_ensemble(paths[0], ensembles[0], S, skip, select, series=per_file[0])
+    first = ensembles[0].attrs
     theory = theory_from_attrs(first)
     every = int(first.get("every", 1))
-    per_file = [theories.primaries(e.configs, theory) for e in ensembles]
     lengths = [len(e.configs) for e in ensembles]
     series = {k: np.concatenate([f[k] for f in per_file]) for k in per_file[0]}
     estimates, kinds, flags = estimate_all(series, theory, S=S, every=every, select=select, replicas=lengths)
     _check_selected(estimates, series, theory, select)
+    settings = {"S": S, "skip": skip, "n": sum(lengths), "every": every, "select": select or "*",
+                "analysed_at": now(), "version": __version__}
+    if not per_replica:
+        return Analysis(", ".join(map(str, paths)), first, estimates, kinds, flags, settings, series)
     replicas = []
     for i, (p, f) in enumerate(zip(paths, per_file)):
         taus = {}
@@ -180,9 +220,99 @@ def analyze_replicas(paths: list, S: float = 2.0, skip: int = 0, select: str | N
             if math.isfinite(z) and abs(z) >= REPLICA_Z:
                 flags.setdefault(name, []).append(f"replica {Path(p).name} disagrees (z = {z:.1f})")
         replicas.append({"file": str(p), "n": lengths[i], "tau_int": taus})
-    settings = {"S": S, "skip": skip, "n": sum(lengths), "every": every, "select": select or "*",
-                "analysed_at": now(), "version": __version__, "replicas": replicas}
+    for entry, p, e, f in zip(replicas, paths, ensembles, per_file):
+        diag = proposal_diagnostics(e.diagnostics, e.attrs.get("algorithm", ""), every,
+                                    report=_json_attr(e.attrs.get("sampler_report")))
+        if not diag:
+            continue
+        entry["proposals"] = diag
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            alone = _analyze_ensemble(p, e, S, skip, select, series=f)
+        for name in estimates:
+            for reason in alone.flags.get(name, []):
+                if reason.startswith("unreliable"):
+                    flags.setdefault(name, []).append(f"unreliable in {Path(p).name}{reason[len('unreliable'):]}")
+    settings["replicas"] = replicas
     return Analysis(", ".join(map(str, paths)), first, estimates, kinds, flags, settings, series)
+
+
+# ---------------------------------------------------------------- which files are replicas of one ensemble
+TUNED = ("step_size", "n_steps", "delta")  # sampler settings tuned in thermalization: each chain has its own
+PER_CHAIN = ("seed", "chain")  # a learned proposal's stream: each chain has its own
+
+
+def _setup_settings(settings: dict, tuned: bool) -> dict:
+    s = dict(settings)
+    if tuned:
+        for k in TUNED:
+            s.pop(k, None)
+    if isinstance(s.get("local"), dict):  # hybrid: the local sampler's settings
+        s["local"] = {**s["local"], "settings": _setup_settings(s["local"].get("settings") or {}, tuned)}
+    if isinstance(s.get("proposal"), dict):
+        s["proposal"] = {k: v for k, v in s["proposal"].items() if k not in PER_CHAIN}
+    return s
+
+
+def setup_key(attrs: dict) -> str:
+    """The setup of a file (its attributes): theory, couplings, lattice, ``every``, algorithm and sampler
+    settings, less what differs between chains of one setup (the seed, the chain index, a tuned step
+    size or width, a learned proposal's stream). Files with one key are replicas of one ensemble
+    (``replica_groups``)."""
+    settings = attrs.get("sampler_settings")
+    key = {"theory": attrs["theory"], "parameterization": attrs.get("parameterization"), "params": attrs["params"],
+           "shape": list(attrs["shape"]), "every": int(attrs.get("every", 1)), "algorithm": attrs.get("algorithm"),
+           "sampler_settings": _setup_settings(settings if isinstance(settings, dict) else {},
+                                               bool(attrs.get("tuned", 1))),
+           "proposal_sha256": attrs.get("proposal_sha256")}
+    return json.dumps(key, sort_keys=True, default=str)
+
+
+def file_attrs(path) -> dict:
+    """The attributes of an ensemble file (nothing else is read)."""
+    with open_ensemble(path) as f:
+        return attrs_of(f)
+
+
+def replica_groups(paths: list) -> list[list]:
+    """``paths`` grouped by ``setup_key``: one list per setup, in the order of first appearance, each
+    in the order given. ``compare`` takes each group as one ensemble (``analyze_replicas``). A file of
+    raw model samples is a group of its own (reweighted one file at a time)."""
+    groups: dict = {}
+    for i, p in enumerate(paths):
+        attrs = file_attrs(p)
+        groups.setdefault(("raw", i) if attrs.get("algorithm") == RAW_MODEL else setup_key(attrs), []).append(p)
+    return list(groups.values())
+
+
+def replica_comparison(paths: list, S: float = 2.0, skip: int = 0, select: str | None = None):
+    """Files of one setup, each replica against the others combined (``compare`` of one chain set).
+
+    Returns (combined, singles, names, zs, verdicts): ``analyze_replicas`` of all the files, ``analyze``
+    of each file, the observables compared (as ``comparison``), zs[i][name] = z-score of file i
+    against the other files combined (Gamma method with replicas), and each observable's verdict
+    over all the files (``verdict``)."""
+    _check_S(S)
+    if len(paths) < 2:
+        raise ValueError("replica_comparison needs at least two files")
+    ensembles = _read_replicas(paths, skip)
+    theory = theory_from_attrs(ensembles[0].attrs)
+    per_file = [theories.primaries(e.configs, theory) for e in ensembles]
+    combined = _combine(paths, ensembles, per_file, S, skip, select)
+    singles = [_analyze_ensemble(p, e, S, skip, select, series=f) for p, e, f in zip(paths, ensembles, per_file)]
+    names = compared_names(combined, select)
+    zs, rests = [], []
+    for i in range(len(paths)):
+        others = [j for j in range(len(paths)) if j != i]
+        rest = singles[others[0]] if len(others) == 1 else \
+            _combine([paths[j] for j in others], [ensembles[j] for j in others], [per_file[j] for j in others],
+                     S, skip, select, per_replica=False)
+        rests.append(rest)
+        zs.append({n: z_score(rest.estimates[n], singles[i].estimates[n])
+                   if n in rest.estimates and n in singles[i].estimates else math.nan for n in names})
+    every_flags = [combined.flags, *(a.flags for a in singles), *(a.flags for a in rests)]
+    verdicts = {n: verdict([z[n] for z in zs], [fl.get(n, []) for fl in every_flags]) for n in names}
+    return combined, singles, names, zs, verdicts
 
 
 def _json_attr(value) -> dict:
@@ -352,13 +482,19 @@ def hidden(name: str) -> bool:
     return name.startswith("C(")
 
 
+def compared_names(analysis: Analysis, select: str | None = None) -> list[str]:
+    """The observables ``compare`` shows: all of ``analysis``, less rows equal by symmetry and, unless
+    ``select`` is given, the hidden ones."""
+    return [n for n in analysis.estimates if n not in duplicate_names(list(analysis.estimates))
+            and (select or not hidden(n))]
+
+
 def comparison(analyses: list[Analysis], select: str | None = None) -> tuple[list[str], list[dict], dict]:
     """What ``compare`` reports: the observables compared (the baseline's, less rows equal by symmetry
     and, unless ``select`` is given, the hidden ones), z-scores of every file against the first
     (zs[0] is empty) and each observable's verdict."""
     base = analyses[0]
-    names = [n for n in base.estimates if n not in duplicate_names(list(base.estimates))
-             and (select or not hidden(n))]
+    names = compared_names(base, select)
     zs = [{}] + [{n: z_score(base.estimates[n], a.estimates[n]) if n in a.estimates else math.nan
                   for n in names} for a in analyses[1:]]
     verdicts = {n: verdict([z[n] for z in zs[1:]], [a.flags.get(n, []) for a in analyses]) for n in names}
