@@ -147,8 +147,9 @@ def analyze_replicas(paths: list, S: float = 2.0, skip: int = 0, select: str | N
     differs from that of the others by |z| >= REPLICA_Z is flagged "replica FILE disagrees (z = ..)".
     Files of other theories, parameters or ``every`` are refused, and so are two files of one chain
     (the same seed and chain index: not independent). Files of raw model samples are refused
-    (reweight them one at a time). The sticky-chain floor of ``analyze`` applies to single files
-    only; for learned chains (learned-mh, hybrid) every estimate that ``analyze`` flags unreliable
+    (reweight them one at a time). The sticky-chain floor of ``analyze`` applies with the blocks of
+    the stickiest replica, pooled over all replicas; for learned chains (learned-mh, hybrid) every
+    estimate that ``analyze`` flags unreliable
     in one of the replicas is flagged "unreliable in FILE (..)" here too, and each replica's
     proposal diagnostics are in its settings["replicas"] entry."""
     _check_S(S)
@@ -199,7 +200,11 @@ def _combine(paths: list, ensembles: list, per_file: list, S: float, skip: int, 
     every = int(first.get("every", 1))
     lengths = [len(e.configs) for e in ensembles]
     series = {k: np.concatenate([f[k] for f in per_file]) for k in per_file[0]}
-    estimates, kinds, flags = estimate_all(series, theory, S=S, every=every, select=select, replicas=lengths)
+    diags = [proposal_diagnostics(e.diagnostics, e.attrs.get("algorithm", ""), every,
+                                  report=_json_attr(e.attrs.get("sampler_report"))) for e in ensembles]
+    floor = max([block_floor(d) for d in diags if d], default=0)  # the stickiest replica's blocks, for all
+    estimates, kinds, flags = estimate_all(series, theory, S=S, every=every, select=select, replicas=lengths,
+                                           min_block=floor)
     _check_selected(estimates, series, theory, select)
     settings = {"S": S, "skip": skip, "n": sum(lengths), "every": every, "select": select or "*",
                 "analysed_at": now(), "version": __version__}
@@ -220,9 +225,7 @@ def _combine(paths: list, ensembles: list, per_file: list, S: float, skip: int, 
             if math.isfinite(z) and abs(z) >= REPLICA_Z:
                 flags.setdefault(name, []).append(f"replica {Path(p).name} disagrees (z = {z:.1f})")
         replicas.append({"file": str(p), "n": lengths[i], "tau_int": taus})
-    for entry, p, e, f in zip(replicas, paths, ensembles, per_file):
-        diag = proposal_diagnostics(e.diagnostics, e.attrs.get("algorithm", ""), every,
-                                    report=_json_attr(e.attrs.get("sampler_report")))
+    for entry, p, e, f, diag in zip(replicas, paths, ensembles, per_file, diags):
         if not diag:
             continue
         entry["proposals"] = diag

@@ -282,13 +282,16 @@ def _warn_if_short(est: Estimate, failed: bool, what: str, stacklevel: int = 3) 
                   "error and tau_int are unreliable, run longer", ShortChainWarning, stacklevel=stacklevel)
 
 
-def blocking_error(delta: np.ndarray, block: int) -> tuple[float, int]:
+def blocking_error(delta: np.ndarray, block: int, replicas: Sequence[int] | None = None) -> tuple[float, int]:
     """(error of the mean, number of blocks) from the means of consecutive blocks of ``block``
-    measurements (the incomplete last block dropped): sigma^2 = var(block means) / n_blocks."""
-    n_blocks = len(delta) // block
+    measurements (the incomplete last block dropped): sigma^2 = var(block means) / n_blocks. With
+    replicas (lengths, delta about each replica's own mean) the blocks of every replica are pooled."""
+    parts = [delta] if replicas is None else np.split(delta, np.cumsum(replicas)[:-1])
+    means = [p[:len(p) // block * block].reshape(-1, block).mean(axis=1) for p in parts]
+    means = np.concatenate(means) if means else np.zeros(0)
+    n_blocks = len(means)
     if n_blocks < 2:
         return math.inf, n_blocks
-    means = delta[:n_blocks * block].reshape(n_blocks, block).mean(axis=1)
     return float(np.std(means, ddof=1) / math.sqrt(n_blocks)), n_blocks
 
 
@@ -304,8 +307,8 @@ def _estimate(value: float, delta: np.ndarray, S: float, every: int, name: str =
         raise ValueError(f"every must be a positive integer, got {every}")
     res = _gamma_analysis(delta, S, replicas)
     error, tau_int, n_blocks, blocked = res.error, res.tau_int, 0, False
-    if min_block > 1 and replicas is None:
-        block_error, n_blocks = blocking_error(delta, int(min_block))
+    if min_block > 1:
+        block_error, n_blocks = blocking_error(delta, int(min_block), replicas)
         n_blocks = max(n_blocks, 1)
         blocked = block_error > BLOCKED_FACTOR * res.error
         if block_error > res.error:

@@ -88,3 +88,16 @@ def test_replicas_of_different_theories_are_refused(chain_set, tmp_path, capsys)
                           "--out", str(other)]) == 0
     assert main(["measure", chain_set[0], str(other)]) == 2
     assert "not a replica of" in capsys.readouterr().err
+
+
+def test_the_sticky_chain_floor_pools_the_blocks_of_all_replicas():
+    from observables.stats import blocking_error
+
+    rng = np.random.default_rng(4)
+    parts = [np.repeat(rng.standard_normal(60), 50) for _ in range(3)]  # stays of 50: sticky
+    x = np.concatenate(parts)
+    delta = np.concatenate([p - p.mean() for p in parts])
+    block_error, n_blocks = blocking_error(delta, 100, replicas=[3000] * 3)
+    assert n_blocks == 90
+    floored = gamma_method(x, min_block=100, replicas=[3000] * 3)
+    assert floored.error >= block_error and floored.n_blocks == 90
