@@ -12,11 +12,16 @@ stay within 4 pi). Errors against numpy are tested in tests/lattice/test_fastmat
 fexp (see its docstring): Cody-Waite reduction x = k ln2 + r, |r| <= ln2/2, Taylor polynomial of
 degree 13 for e^r (Estrin's scheme for the high terms), and 2^k built from its bits in two halves so subnormal results are rounded
 once. Branch-free, so Metropolis accept loops that call it vectorize (libm's exp is a call).
+
+Also the plumbing the theories' chain-set kernels share (``*_chains`` methods of lattice/*.py): when to
+run independent rows in parallel (``run_parallel``), the drift ``axpy`` without FMA, scratch kept
+between calls (``work_array``), and the "lanes" layout of a block of chains (``rows_to_lanes``).
 """
 from __future__ import annotations
 
 import math
 
+import numba
 import numpy as np
 from llvmlite import ir
 from numba import njit, types
@@ -133,6 +138,121 @@ def wrap_angles(q: np.ndarray) -> None:
     for i in range(qf.size):
         qf[i] = wrap_angle(qf[i])
 
+
+# --------------------------------------------------------------------------- chain-set plumbing
+#: A kernel over rows that are independent (the chains of a chain set, a batch of configurations) runs
+#: them in parallel from this much serial work on (ns, estimated): below, waking the sleeping OpenMP
+#: threads (about 50 us per parallel loop with OMP_WAIT_POLICY=PASSIVE, lattice/__init__.py, on the
+#: 2-core VM, against 1-2 us when they spin) costs more than the second thread saves. The rows do not
+#: depend on each other, so the choice changes the time, never the result.
+PARALLEL_NS = 200_000
+
+
+def run_parallel(work_ns: float) -> bool:
+    """Run a kernel of about ``work_ns`` ns of serial work with its rows in parallel?"""
+    return work_ns >= PARALLEL_NS and numba.get_num_threads() > 1
+
+
+@njit(cache=True)
+def axpy(y: np.ndarray, x: np.ndarray, a: float) -> None:
+    """y += a x on 1-D arrays, in place, with no fast-math flag: each a x[i] is rounded before the
+    add (never one FMA), the arithmetic of the HMC drift q += eps p (samplers/integrators.py).
+    Not inline: a caller's flags must not reach it."""
+    for i in range(y.size):
+        y[i] += a * x[i]
+
+
+def per_chain(values, n_chains: int, dtype) -> np.ndarray:
+    """``values`` as a C-contiguous array of ``dtype`` with one row per chain; ValueError otherwise (the
+    chain-set kernels do not check bounds)."""
+    a = np.ascontiguousarray(values, dtype=dtype)
+    if a.ndim == 0 or len(a) != n_chains:
+        raise ValueError(f"chain kernels need one entry per chain ({n_chains}), got shape {a.shape}")
+    return a
+
+
+def kick_drift_tables(n_chains: int, kicks, drifts, n_kicks) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The arguments of a theory's ``kick_drift_chains`` as the kernels take them: kicks (K, >= n) and
+    drifts (K, >= n - 1) float64, n_kicks (K,) int64 >= 0, n = max n_kicks; ValueError otherwise."""
+    n_kicks = per_chain(n_kicks, n_chains, np.int64)
+    kicks = per_chain(kicks, n_chains, np.float64)
+    drifts = per_chain(drifts, n_chains, np.float64)
+    n = int(n_kicks.max(initial=0))
+    if n_kicks.ndim != 1 or kicks.ndim != 2 or drifts.ndim != 2 or (n_kicks < 0).any() \
+            or kicks.shape[1] < n or drifts.shape[1] < n - 1:
+        raise ValueError(f"kick_drift_chains: tables {kicks.shape} / {drifts.shape} too small for "
+                         f"{n} kicks, or n_kicks not 1-D >= 0")
+    return kicks, drifts, n_kicks
+
+
+def work_array(cache: dict, shape: tuple[int, ...]) -> np.ndarray:
+    """A float64 scratch array of ``shape`` kept in ``cache`` between calls (the last shape only): a fresh
+    large array costs page faults on every call (glibc gives large freed blocks back to the system), about
+    1 us per chain and update of a chain set at L = 16."""
+    a = cache.get(shape)
+    if a is None:
+        cache.clear()
+        a = cache[shape] = np.empty(shape)
+    return a
+
+
+# --------------------------------------------------------------------------- chain lanes
+# A block of B chains in "lanes" layout: array (n, B), element i of chain b at [i, b], so a loop over
+# the chains is innermost and contiguous and vectorizes across chains; a kernel that evaluates, lane
+# by lane, the same expressions as a single-configuration kernel gives each chain the same bits. For
+# small lattices, whose rows are too short to vectorize well, this is several times faster.
+#: kernels use lanes for lattices whose rows (last axis) are at most this long (longer rows vectorize
+#: along the row, and the single-configuration kernels win)
+LANES_MAX_ROW = 32
+
+
+def use_lanes(row_length: int) -> bool:
+    """Run a chain-set kernel in lanes layout for a lattice with this row length?"""
+    return row_length <= LANES_MAX_ROW
+
+
+#: most chains in one block of lanes (blocks are independent: in parallel when the work pays for it)
+LANE_BLOCK = 64
+
+
+def lane_block(n: int) -> int:
+    """Chains per block of lanes for configurations of n numbers: LANE_BLOCK, fewer for large n (so a
+    block's arrays stay within the caches), but at least 8."""
+    return min(LANE_BLOCK, max(8, (1 << 16) // max(n, 1)))
+
+
+_TILE = 8  # the transposes below go in tiles of 8 elements of a row (one cache line)
+
+
+@njit(cache=True)
+def rows_to_lanes(rows: np.ndarray, chains: np.ndarray, lanes: np.ndarray) -> None:
+    """lanes[i, b] = rows[chains[b], i] (rows (K, n), lanes (n, B))."""
+    n = rows.shape[1]
+    for i0 in range(0, n, _TILE):
+        for b in range(chains.size):
+            c = chains[b]
+            for i in range(i0, min(i0 + _TILE, n)):
+                lanes[i, b] = rows[c, i]
+
+
+@njit(cache=True)
+def lanes_to_rows(lanes: np.ndarray, chains: np.ndarray, rows: np.ndarray) -> None:
+    """rows[chains[b], i] = lanes[i, b]."""
+    n = rows.shape[1]
+    for i0 in range(0, n, _TILE):
+        for b in range(chains.size):
+            c = chains[b]
+            for i in range(i0, min(i0 + _TILE, n)):
+                rows[c, i] = lanes[i, b]
+
+
+@njit(cache=True)
+def axpy_lanes(y: np.ndarray, x: np.ndarray, a: np.ndarray, m: int) -> None:
+    """y[i, b] += a[b] x[i, b] for the lanes b < m of (n, B) arrays: axpy lane by lane (no fast-math
+    flag, each product rounded before the add)."""
+    for i in range(y.shape[0]):
+        for b in range(m):
+            y[i, b] += a[b] * x[i, b]
 
 
 # --------------------------------------------------------------------------- exp

@@ -28,7 +28,7 @@ from numba import njit, prange
 
 from . import geometry
 from .cluster import flat_view, grow_cluster, scratch_of, seed_site
-from .fastmath import FMA, FMA_SUM, fexp
+from .fastmath import FMA, FMA_SUM, axpy, fexp, kick_drift_tables, per_chain, run_parallel
 from .rng import GAMMA, mix64, uniform, unit53
 
 
@@ -227,6 +227,59 @@ def wolff_kernel(x, nbr, A, key, sites, mark):
     return n
 
 
+# --------------------------------------------------------------------------- chain sets
+# Kernels over a leading chain axis: row k of xs (K, R, n) is one configuration seen as rows (a chain of
+# a chain set), done with its own parameters by the single-configuration kernel above (``*_rows``:
+# serially, ``*_rows_parallel``: chains in parallel), so chain k is bit for bit what that kernel gives on
+# its own, whatever the thread count or the other chains (tests/samplers/test_chain_kernels.py).
+@njit(cache=True)
+def _kick_drift(x, p, kicks, drifts, n_kicks, rnbr, A, B, C):
+    """p += kicks[0] F(x); then for j = 1 .. n_kicks - 1: x += drifts[j - 1] p, p += kicks[j] F(x)."""
+    xf = x.reshape(-1)
+    pf = p.reshape(-1)
+    for j in range(n_kicks):
+        if j > 0:
+            axpy(xf, pf, drifts[j - 1])
+        kick_kernel(x, p, kicks[j], rnbr, A, B, C)
+
+
+@njit(cache=True)
+def kick_drift_rows(xs, ps, kicks, drifts, n_kicks, rnbr, A, B, C):
+    for k in range(xs.shape[0]):
+        _kick_drift(xs[k], ps[k], kicks[k], drifts[k], n_kicks[k], rnbr, A, B, C)
+
+
+@njit(cache=True, parallel=True)
+def kick_drift_rows_parallel(xs, ps, kicks, drifts, n_kicks, rnbr, A, B, C):
+    for k in prange(xs.shape[0]):
+        _kick_drift(xs[k], ps[k], kicks[k], drifts[k], n_kicks[k], rnbr, A, B, C)
+
+
+@njit(cache=True)
+def action_rows(xs, rnbr, A, B, C):
+    """action_batch_kernel on one thread."""
+    out = np.empty(xs.shape[0])
+    for k in range(xs.shape[0]):
+        out[k] = action_kernel(xs[k], rnbr, A, B, C)
+    return out
+
+
+@njit(cache=True)
+def metropolis_rows(xs, rnbr, rpar, A, B, C, deltas, keys, accepted):
+    for k in range(xs.shape[0]):
+        accepted[k] = metropolis_kernel(xs[k], rnbr, rpar, A, B, C, deltas[k], keys[k])
+
+
+@njit(cache=True, parallel=True)
+def metropolis_rows_parallel(xs, rnbr, rpar, A, B, C, deltas, keys, accepted):
+    for k in prange(xs.shape[0]):
+        accepted[k] = metropolis_kernel(xs[k], rnbr, rpar, A, B, C, deltas[k], keys[k])
+
+
+#: serial cost per site of each kernel (ns, the 2-core VM), for fastmath.run_parallel
+COST_NS = {"action": 2, "kick": 2, "metropolis": 11}
+
+
 def _flat(a: np.ndarray) -> np.ndarray:
     """A 1-D view of a C-contiguous float64 array (the kernels write through it)."""
     if not (a.flags.c_contiguous and a.dtype == np.float64):
@@ -342,8 +395,10 @@ class Phi4:
         return action_kernel(self._rows(q), self._rnbr, *self.coefficients)
 
     def action_batch(self, qs: np.ndarray) -> np.ndarray:
+        """S of each configuration of qs, bit for bit ``action`` of each (in parallel for a large batch)."""
         xs = np.ascontiguousarray(qs).reshape(len(qs), -1, self.shape[-1])
-        return action_batch_kernel(xs, self._rnbr, *self.coefficients)
+        parallel = run_parallel(COST_NS["action"] * xs.size)
+        return (action_batch_kernel if parallel else action_rows)(xs, self._rnbr, *self.coefficients)
 
     def force(self, q: np.ndarray) -> np.ndarray:
         return self.force_batch(q[None])[0]
@@ -378,6 +433,38 @@ class Phi4:
         s = scratch_of(self)
         A = self.coefficients[0]
         return wolff_kernel(flat_view(q), geometry.neighbours(self.shape), A, np.uint64(key), s.sites, s.mark)
+
+    # -- chain sets: row k of qs (K, *shape) is a configuration; each method is, bit for bit, the
+    #    single-configuration method on every row with that row's parameters (rows serially or in
+    #    parallel by the work, fastmath.run_parallel: the result is the same)
+    def _chain_rows(self, qs: np.ndarray) -> np.ndarray:
+        """qs (K, *shape) as a (K, R, n) view of rows (geometry.row_neighbours)."""
+        if not (isinstance(qs, np.ndarray) and qs.dtype == np.float64 and qs.flags.c_contiguous
+                and qs.shape[1:] == self.shape):
+            raise ValueError(f"phi4 chain kernels need a C-contiguous float64 array of shape (K, *{self.shape}), "
+                             f"got {getattr(qs, 'shape', type(qs))}")
+        return qs.reshape(len(qs), -1, self.shape[-1])
+
+    def kick_drift_chains(self, qs: np.ndarray, ps: np.ndarray, kicks: np.ndarray, drifts: np.ndarray,
+                          n_kicks: np.ndarray) -> None:
+        """Row k: p += kicks[k, 0] F(q), then for j = 1 .. n_kicks[k] - 1: q += drifts[k, j - 1] p and
+        p += kicks[k, j] F(q) (the kicks of ``kick``, the drift without FMA), in place."""
+        xs, ps = self._chain_rows(qs), self._chain_rows(ps)
+        kicks, drifts, n_kicks = kick_drift_tables(len(xs), kicks, drifts, n_kicks)
+        if ps.shape != xs.shape:
+            raise ValueError(f"kick_drift_chains: momenta {ps.shape} for configurations {xs.shape}")
+        parallel = run_parallel(COST_NS["kick"] * xs.size * n_kicks.max(initial=0))
+        (kick_drift_rows_parallel if parallel else kick_drift_rows)(xs, ps, kicks, drifts, n_kicks, self._rnbr,
+                                                                    *self.coefficients)
+
+    def metropolis_sweep_chains(self, qs: np.ndarray, deltas: np.ndarray, keys: np.ndarray) -> np.ndarray:
+        """``metropolis_sweep(qs[k], deltas[k], keys[k])`` for every row; (K,) accepted counts."""
+        accepted = np.empty(len(qs), dtype=np.int64)
+        parallel = run_parallel(COST_NS["metropolis"] * qs.size)
+        (metropolis_rows_parallel if parallel else metropolis_rows)(
+            self._chain_rows(qs), self._rnbr, geometry.row_parity(self.shape), *self.coefficients,
+            per_chain(deltas, len(qs), np.float64), per_chain(keys, len(qs), np.uint64), accepted)
+        return accepted
 
     def torch_action(self, x):
         """S of a batch x of shape (N, *shape), float64 torch, differentiable."""

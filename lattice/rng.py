@@ -20,15 +20,20 @@ words ``mix64(key + (m + t 2^40) gamma)``, t = 0, 1, ... (almost always only t =
 too is a pure function of (key, m) and independent of threads and of the array's shape.
 It is about 4 times faster than numpy's ``Generator.standard_normal`` here (2.8 against 11 ns per number; HMC's momentum
 refresh). The algorithm is described in ``_ziggurat_tables`` and ``_zig_slow``.
+
+Chain sets (K chains advanced together, samplers/chain.py): ``new_keys(rngs)`` draws one key from
+each chain's generator, and ``normals_chains(keys, out)`` fills row k of ``out`` from ``keys[k]``;
+both are bit for bit ``new_key(rngs[k])`` and ``normals(keys[k], out[k])`` (the same draws, the
+same kernels), with the Python overhead paid once per set.
 """
 from __future__ import annotations
 
 import math
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
-from .fastmath import _bits_to_float
+from .fastmath import _bits_to_float, run_parallel
 
 GAMMA = np.uint64(0x9E3779B97F4A7C15)
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -238,6 +243,56 @@ def normals(key: np.uint64, out: np.ndarray) -> np.ndarray:
     return out
 
 
+def normals_chains(keys: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """Fill row k of ``out`` (C-contiguous float64, shape (K, ...)) with ``normals(keys[k], out[k])``,
+    bit for bit (the same kernels, row by row; rows in parallel when there are many numbers).
+    Returns ``out``."""
+    if not (isinstance(out, np.ndarray) and out.dtype == np.float64 and out.flags.c_contiguous
+            and out.flags.writeable and out.ndim >= 1):
+        raise ValueError("normals_chains needs a writeable C-contiguous float64 array")
+    keys = np.ascontiguousarray(keys, dtype=np.uint64)
+    if keys.shape != out.shape[:1]:
+        raise ValueError(f"normals_chains: {keys.size} keys for {out.shape[0]} rows")
+    rows = out.reshape(len(out), -1)
+    if rows.shape[1] >= _ZIG_MAX_N:
+        raise ValueError("normals: at most 2^40 elements per key")
+    (_normals_rows_parallel if run_parallel(NORMAL_NS * out.size) else _normals_rows)(keys, rows)
+    return out
+
+
+NORMAL_NS = 3  # serial cost of one normal (the 2-core VM), for fastmath.run_parallel
+
+
+@njit(cache=True)
+def _normals_rows(keys: np.ndarray, rows: np.ndarray) -> None:
+    for k in range(rows.shape[0]):
+        _normals_first_try(keys[k], rows[k])
+        _normals_fix_misses(keys[k], rows[k])
+
+
+@njit(cache=True, parallel=True)
+def _normals_rows_parallel(keys: np.ndarray, rows: np.ndarray) -> None:
+    for k in prange(rows.shape[0]):
+        _normals_first_try(keys[k], rows[k])
+        _normals_fix_misses(keys[k], rows[k])
+
+
 def new_key(rng: np.random.Generator) -> np.uint64:
-    """A fresh stream key drawn from the chain's generator."""
+    """A fresh stream key drawn from the chain's generator: ``rng.integers(0, 2**64, dtype=np.uint64)``.
+
+    For PCG64 (every chain's generator) that draw is the bit generator's next 64-bit output, which
+    ``random_raw`` returns without the bounds handling of ``integers`` (a few times faster; the same
+    number and the same generator state after, tests/samplers/test_chain_kernels.py)."""
+    bits = rng.bit_generator
+    if type(bits) is np.random.PCG64:
+        return np.uint64(bits.random_raw())
     return np.uint64(rng.integers(0, 2**64, dtype=np.uint64))
+
+
+def new_keys(rngs: list[np.random.Generator]) -> np.ndarray:
+    """(K,) uint64: entry k is ``new_key(rngs[k])``, the same draw from each generator."""
+    keys = np.empty(len(rngs), dtype=np.uint64)
+    for k, rng in enumerate(rngs):
+        bits = rng.bit_generator
+        keys[k] = bits.random_raw() if type(bits) is np.random.PCG64 else new_key(rng)
+    return keys

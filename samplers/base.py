@@ -13,8 +13,19 @@ A sampler is a small mutable dataclass holding its (tunable) settings, with
                                                    configuration (float64 numbers; empty for most)
     report() -> dict                            -- figures for the run summary (e.g. proposal ESS),
                                                    with an optional "warning" line
-Samplers see a theory only through its kernels (action, kick, metropolis_sweep) or, for learned
-proposals, through samplers/proposal.py.
+and optionally, for chain sets (K chains of one setup advanced together, samplers/chain.py),
+    update_chains(theory, samplers, qs, rngs) -> list[UpdateInfo]
+                                                -- (staticmethod) one update of every chain: row k of
+                                                   qs (C-contiguous float64, (K, *config_shape)) by
+                                                   samplers[k] with rngs[k], in place
+which must be bit for bit ``[s.update(theory, q, r) for s, q, r in zip(samplers, qs, rngs)]``: the
+same configurations, the same UpdateInfo, the same draws from each generator in the same order;
+independent of the thread count and of which chains are updated together. It batches what the
+loop would do chain by chain (one kernel call for all chains: the theory's ``*_chains`` kernels and
+``action_batch``), so the per-update Python overhead is paid once per set, not per chain. HMC,
+Metropolis, HeatBath and OverRelaxation have one; the runner loops ``update`` for the others.
+Samplers see a theory only through its kernels (action, kick, metropolis_sweep, their ``*_chains``
+forms) or, for learned proposals, through samplers/proposal.py.
 """
 from __future__ import annotations
 

@@ -15,6 +15,11 @@ chain far along the surface of constant action (F. R. Brown and T. J. Woch, PRL 
 M. Creutz, PRD 36 (1987) 515); the heat-bath / Metropolis sweep makes the mixture ergodic. K = 0
 is plain heat bath (or Metropolis). The stored acceptance is that of the heat-bath / Metropolis
 sweep (1 for heat bath). Compare costs per update: an update is 1 + K sweeps.
+
+Chain sets: ``update_chains`` of both samplers updates K chains (rows of one array, each with its
+own generator) with one kernel call per kind of sweep (the theory's ``heatbath_sweep_chains``,
+``metropolis_sweep_chains``, ``overrelax_sweep_chains``: each chain by the single-configuration
+sweep, the chains in parallel when the work pays for it), bit for bit ``update`` on each chain.
 """
 from __future__ import annotations
 
@@ -23,10 +28,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lattice.rng import new_key
+from lattice.rng import new_key, new_keys
 
 from .base import Stateless, UpdateInfo, robbins_monro
-from .metropolis import Metropolis
+from .metropolis import Metropolis, sweep_chains
 
 OR_WITH = ("heatbath", "metropolis")
 
@@ -53,6 +58,18 @@ class HeatBath(Stateless):
     def update(self, theory, q: np.ndarray, rng: np.random.Generator) -> UpdateInfo:
         theory.heatbath_sweep(q, new_key(rng))
         return UpdateInfo(1.0)
+
+    @staticmethod
+    def update_chains(theory, samplers: list[HeatBath], qs: np.ndarray,
+                      rngs: list[np.random.Generator]) -> list[UpdateInfo]:
+        """One heat-bath sweep of every chain: row k of ``qs`` (C-contiguous float64) with one key from
+        ``rngs[k]``, in place, one kernel call; bit for bit ``[s.update(theory, q, r) for ...]``."""
+        if len(samplers) == 1 or not hasattr(theory, "heatbath_sweep_chains"):
+            return [s.update(theory, q, r) for s, q, r in zip(samplers, qs, rngs)]
+        if len(rngs) != len(qs):
+            raise ValueError(f"update_chains: {len(rngs)} generators for {len(qs)} chains")
+        theory.heatbath_sweep_chains(qs, new_keys(rngs))
+        return [UpdateInfo(1.0) for _ in samplers]
 
     def adapt(self, info: UpdateInfo, k: int, compact: bool = False) -> None:
         pass
@@ -96,6 +113,30 @@ class OverRelaxation(Stateless):
         for _ in range(self.or_per_sweep):
             theory.overrelax_sweep(q)
         return UpdateInfo(accept)
+
+    @staticmethod
+    def update_chains(theory, samplers: list[OverRelaxation], qs: np.ndarray,
+                      rngs: list[np.random.Generator]) -> list[UpdateInfo]:
+        """One update of every chain: row k of ``qs`` (C-contiguous float64) by ``samplers[k]`` with
+        ``rngs[k]``, in place; bit for bit ``[s.update(theory, q, r) for ...]``. Batched: the K
+        heat-bath (or Metropolis, each chain with its own width) sweeps in one kernel call, then the
+        or_per_sweep over-relaxation sweeps of all chains in one. One chain, or samplers that differ
+        in or_with / or_per_sweep: the per-chain loop."""
+        first = samplers[0]
+        if (len(samplers) == 1 or not hasattr(theory, "overrelax_sweep_chains")
+                or any((s.or_with, s.or_per_sweep) != (first.or_with, first.or_per_sweep) for s in samplers)):
+            return [s.update(theory, q, r) for s, q, r in zip(samplers, qs, rngs)]
+        if len(rngs) != len(qs):
+            raise ValueError(f"update_chains: {len(rngs)} generators for {len(qs)} chains")
+        keys = new_keys(rngs)
+        if first.or_with == "metropolis":
+            accepts = sweep_chains(theory, qs, [s.delta for s in samplers], keys)
+        else:
+            theory.heatbath_sweep_chains(qs, keys)
+            accepts = [1.0] * len(samplers)
+        if first.or_per_sweep:
+            theory.overrelax_sweep_chains(qs, first.or_per_sweep)
+        return [UpdateInfo(a) for a in accepts]
 
     def adapt(self, info: UpdateInfo, k: int, compact: bool = False) -> None:
         if self.or_with == "metropolis":  # as samplers/metropolis.py
