@@ -481,7 +481,7 @@ class U1:
         geometry.require_even(self.shape, "the checkerboard Metropolis link update")
 
     def metropolis_sweep(self, q: np.ndarray, delta: float, key: np.uint64) -> int:
-        return metropolis_kernel(q, self.beta, delta, key)
+        return (metropolis_kernel_serial if _serial(q) else metropolis_kernel)(q, self.beta, delta, key)
 
     def check_wolff(self, metropolis_sweeps: int = 0) -> None:
         raise ValueError("the Wolff cluster update is for spin models (xy, phi4), not u1 gauge theory: "

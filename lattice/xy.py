@@ -485,7 +485,7 @@ class XY:
         geometry.require_even(self.shape, "the checkerboard Metropolis update")
 
     def metropolis_sweep(self, q: np.ndarray, delta: float, key: np.uint64) -> int:
-        return metropolis_kernel(q, self.beta, delta, key)
+        return (metropolis_kernel_serial if _serial(q) else metropolis_kernel)(q, self.beta, delta, key)
 
     def check_wolff(self, metropolis_sweeps: int = 0) -> None:
         """The Wolff update runs on any XY lattice, alone or mixed with Metropolis sweeps."""
