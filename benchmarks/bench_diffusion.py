@@ -60,7 +60,8 @@ EXACT = {  # 8 x 8; train: the coupling of the training ensemble (default: the c
     "exact_u1_transfer": dict(theory=("u1", 8, {"beta": 1.0}), obs="Q", targets=(2.0, 4.0)),
 }
 # the score networks (kernel 3, time embedding 32): 32 x 32 sampling without densities affords a deeper one;
-# the exact cases pay n_dof backward passes per step and proposal
+# the exact cases pay one local forward-mode tangent per dof per score evaluation (ScoreNet.jacobian; before
+# issue 14, one backward pass per dof: the wall times in benchmarks/RESULTS.md predate it; bench_diffusion_passes.py)
 HYPER = {"paper": {"hidden": (16, 16, 16, 16)}, "exact": {"hidden": (16, 16)}}
 
 
