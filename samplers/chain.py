@@ -253,6 +253,7 @@ def run_chains(theory, samplers: list, states: list[ChainState], n_configs: int,
                 acc[j] += info.accept
                 if math.isfinite(info.dH):
                     tallies[k].exp_mdH.append(math.exp(-info.dH) if info.dH > -700 else math.inf)
+        actions = theory.action_batch(configs if len(running) == len(states) else configs[running])
         for j, (k, info) in enumerate(zip(running, infos)):
             state, tally = states[k], tallies[k]
             state.n_updates += every
@@ -260,7 +261,7 @@ def run_chains(theory, samplers: list, states: list[ChainState], n_configs: int,
             tally.acc_sum += acc[j]
             tally.n_acc += every
             diag = {"accept": acc[j] / every, **{name: info.diagnostic(name) for name in samplers[k].diagnostics}}
-            writers[k].append(configs[k], theory.action(configs[k]), diag)
+            writers[k].append(configs[k], float(actions[j]), diag)  # action_batch: bitwise ``action`` of each
         since_flush += 1
         now = time.perf_counter()
         due = since_flush >= flush_configs or now - last_flush > flush_seconds
