@@ -30,6 +30,7 @@ import torch
 
 from lattice import make_theory
 from samplers.flows import build_model
+from samplers.flows.nets import keep_freed_memory
 from samplers.training import CHECKPOINT, METRICS, OBJECTIVES, SUMMARY, TrainConfig, train
 
 CASES = {
@@ -77,6 +78,7 @@ def main(argv=None):
                     help="set the step count from the pre-training measurement alone (no timed probe phase)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
+    keep_freed_memory()  # as train() does: the step cost measured here is the one training pays
     print(f"Flow training benchmark (issue 4), {datetime.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}; "
           f"{platform.processor() or platform.machine()}, torch {torch.__version__}, {args.threads} threads, "
           f"budget {args.minutes:g} CPU-minutes per case, Adam with cosine schedule")

@@ -54,6 +54,7 @@ from lattice import __version__, theory_from_attrs
 from lattice.cli import theory_identity
 
 from .flows import Flow, build_model
+from .flows.nets import keep_freed_memory
 from .weights import ess_fraction, imh_acceptance
 
 CHECKPOINT = "checkpoint.pt"
@@ -318,6 +319,8 @@ def _train(flow: Flow, config: TrainConfig, run_dir: Path, resume: bool, progres
     if config.threads is not None:
         torch.set_num_threads(config.threads)
     device, dtype = torch.device(config.device), getattr(torch, config.dtype)
+    if device.type == "cpu":
+        keep_freed_memory()  # page faults cost a training step up to a third (samplers/flows/nets.py)
     flow.to(device=device, dtype=dtype)
     data = load_ensemble(config.ensemble, flow.theory, device, dtype) if config.ensemble else None
     optimizer = torch.optim.Adam(flow.parameters(), lr=config.lr)

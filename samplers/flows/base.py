@@ -85,13 +85,43 @@ def build_model(name: str, theory, **hyper) -> "Flow":
 
 
 class Transform(nn.Module):
-    """Invertible layer; subclasses implement forward and inverse, both returning float64 logdets."""
+    """Invertible layer; subclasses implement forward and inverse, both returning float64 logdets.
+
+    A ``lean`` transform (issue 14) also works on flattened configurations: ``forward_flat(x, batch_last)``
+    / ``inverse_flat(x, batch_last)`` on x of shape (N, D) (or (D, N) with ``batch_last``) return
+    (x', logdet) with x' possibly not yet in its canonical range (angles not wrapped), and
+    ``finish_flat(x)`` brings it there. Without autograd the passes use the (N, D) layout, in which every
+    configuration's arithmetic is the same whatever the batch (bitwise row independence, which the chain
+    sets rely on); with autograd (training) the batch-last layout, faster there (samplers/flows/nets.py).
+    A Flow whose transforms are all lean runs them back to back and finishes once; a lean transform's own
+    ``forward`` / ``inverse`` do it for a single layer."""
+
+    lean = False
+
+    def use_lean(self, x: torch.Tensor) -> bool:
+        """Whether to run the lean pass on x (a lean transform may prefer its reference pass for some
+        inputs, where that measured faster; off entirely within nets.reference_passes())."""
+        from .nets import reference_mode
+
+        return self.lean and not reference_mode()
 
     def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # pragma: no cover
         raise NotImplementedError
 
     def inverse(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # pragma: no cover
         raise NotImplementedError
+
+    @staticmethod
+    def finish_flat(x: torch.Tensor) -> torch.Tensor:
+        return x
+
+    def run_lean(self, x: torch.Tensor, inverse: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """forward (or inverse) of one lean layer on a batch in the usual layout."""
+        bl = torch.is_grad_enabled()
+        y = x.reshape(x.shape[0], -1)
+        y, ld = (self.inverse_flat if inverse else self.forward_flat)(y.t().contiguous() if bl else y, bl)
+        y = self.finish_flat(y)
+        return (y.t().contiguous() if bl else y).view(x.shape), ld
 
 
 class NormalPrior(nn.Module):
@@ -142,6 +172,8 @@ class Flow(nn.Module):
 
     def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x = T(z) and log |det dx/dz| (float64)."""
+        if self._lean(z):
+            return self._run_lean(z, inverse=False)
         logdet = torch.zeros(z.shape[0], dtype=torch.float64, device=z.device)
         x = z
         for t in self.transforms:
@@ -151,12 +183,43 @@ class Flow(nn.Module):
 
     def inverse(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """z = T^-1(x) and log |det dz/dx| (float64)."""
+        if self._lean(x):
+            return self._run_lean(x, inverse=True)
         logdet = torch.zeros(x.shape[0], dtype=torch.float64, device=x.device)
         z = x
         for t in reversed(self.transforms):
             z, ld = t.inverse(z)
             logdet = logdet + ld
         return z, logdet
+
+    # -------------------------------------------------------------- lean passes (issue 14)
+    def _lean(self, x: torch.Tensor) -> bool:
+        return len(self.transforms) > 0 and all(t.use_lean(x) for t in self.transforms)
+
+    def _run_lean(self, x: torch.Tensor, inverse: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """All (lean) transforms back to back on the flattened configurations, finished once. Without
+        autograd a large batch runs in chunks of rows (``nets.chunk_rows``: the buffers then stay in the
+        CPU caches); each row's arithmetic is the same whatever the batch or chunk, so row i of the result
+        is bitwise a function of row i of x."""
+        from .nets import chunk_rows, keep_freed_memory
+
+        if x.device.type == "cpu" and not torch.compiler.is_compiling():
+            keep_freed_memory()
+        n, shape = x.shape[0], x.shape[1:]
+        bl = torch.is_grad_enabled()  # training: the batch-last layout (faster with autograd)
+        step = n if bl else chunk_rows(math.prod(shape), device=x.device)
+        if n > step:
+            parts = [self._run_lean(x[i:i + step], inverse) for i in range(0, n, step)]
+            return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+        y = x.reshape(n, -1)
+        if bl:
+            y = y.t().contiguous()
+        logdet = None
+        for t in (reversed(self.transforms) if inverse else self.transforms):
+            y, ld = (t.inverse_flat if inverse else t.forward_flat)(y, bl)
+            logdet = ld if logdet is None else logdet + ld
+        y = self.transforms[0].finish_flat(y)
+        return (y.t().contiguous() if bl else y).view(x.shape), logdet
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """n configurations x and their exact log q(x) = log r(z) - log |det dx/dz| (float64)."""

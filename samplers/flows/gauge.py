@@ -56,6 +56,11 @@ Circle maps h (``plaq_map``):
   "spline" circular rational-quadratic spline with n_bins bins (Durkan et al. 2019,
            Rezende et al. 2020) followed by a rotation t; analytic inverse.
 With the conditioner's last layer zero-initialized (the default) every map is the identity.
+
+Passes: ``GaugeCoupling`` computes each layer by its lean pass (issue 14: one gather for all plaquettes,
+the conditioner at the sites it is needed at through nets.SiteConvNet, the lean spline, one index_copy;
+see its docstring); ``nets.reference_passes()`` switches to the original pass (``_couple_reference``),
+the same function to rounding (tests/flows/test_fast_conv.py).
 """
 from __future__ import annotations
 
@@ -64,8 +69,8 @@ import math
 import torch
 
 from .base import Flow, Transform, UniformAnglePrior
-from .circular import circular_spline, circular_spline_inverse, spline_params, wrap
-from .nets import conv_net
+from .circular import TWO_PI, circular_spline, circular_spline_inverse, spline_lean, spline_params, wrap
+from .nets import SiteConvNet, conv_net
 
 THEORIES = ("u1",)
 PERIOD = 4
@@ -134,6 +139,15 @@ class NCPMixture:
         _, logd = self._h(u, s, logw)
         return wrap(u), -logd
 
+    # the lean passes: parameters (..., C, A) (channel axis second last), angles measured from -pi
+    def forward_lean(self, u, params):
+        v, logd = self.forward(u - math.pi, params.transpose(-1, -2))
+        return v + math.pi, logd
+
+    def inverse_lean(self, v, params):
+        u, logd = self.inverse(v - math.pi, params.transpose(-1, -2))
+        return u + math.pi, logd
+
 
 class CircularSpline:
     """Circular rational-quadratic spline on [-pi, pi) (circular.circular_spline: fixes -pi, equal
@@ -152,6 +166,16 @@ class CircularSpline:
         w, h, d = spline_params(params[..., :-1], self.n_bins)
         return circular_spline_inverse(wrap(v - params[..., -1]), w, h, d)
 
+    # the lean passes: parameters (..., C, A) (channel axis second last), angles measured from -pi (in
+    # [0, 2 pi]); the results are not reduced mod 2 pi (the links are wrapped at the end of the flow)
+    def forward_lean(self, u, params):
+        v, logd = spline_lean(u, params[..., :-1, :], self.n_bins)
+        return v + params[..., -1, :], logd
+
+    def inverse_lean(self, v, params):
+        return spline_lean(torch.remainder(v - params[..., -1, :], TWO_PI), params[..., :-1, :], self.n_bins,
+                           inverse=True)
+
 
 PLAQ_MAPS = {"ncp": lambda n_mix, n_bins: NCPMixture(n_mix),
              "spline": lambda n_mix, n_bins: CircularSpline(n_bins)}
@@ -160,7 +184,26 @@ PLAQ_MAPS = {"ncp": lambda n_mix, n_bins: NCPMixture(n_mix),
 # ----------------------------------------------------------------------------------------------
 
 class GaugeCoupling(Transform):
-    """One gauge-equivariant coupling layer (mu, off); see the module docstring for the masks."""
+    """One gauge-equivariant coupling layer (mu, off); see the module docstring for the masks.
+
+    The lean pass (``forward_flat`` / ``inverse_flat`` on links flattened to (N, 2 V), flat link index
+    mu V + x0 L1 + x1) computes the same function as the reference pass (``_couple_reference``, the code
+    before issue 14) in far fewer tensor operations:
+      - one gather of the links and one signed sum give every plaquette the layer reads: the frozen
+        ones, the active ones, and Sigma(x) = P(x) + P(x - e_nu) at the active sites directly as the sum
+        of its six links (the updated link cancels), so the conditioner's inputs are bitwise the same
+        in the forward and the inverse pass;
+      - the conditioner runs through nets.SiteConvNet at the sites it is needed at (the circle-map
+        parameters only at the active plaquettes), never reading the zero (masked) inputs;
+      - the circle map is the lean spline (circular.spline_lean) on angles measured from -pi;
+      - the link update is one index_copy; links are wrapped once at the end of the flow
+        (``finish_flat``), not after every layer: plaquettes enter only through cos, sin and the
+        periodic maps, so the map on the torus is the same.
+    Every operation acts on each configuration (row) separately, in the same way whatever the batch, so
+    row i of the result is bitwise a function of row i of the input.
+    """
+
+    lean = True
 
     def __init__(self, lattice_shape: tuple[int, int], mu: int, off: int, plaq_map, hidden, kernel_size,
                  passive_sum: bool = True):
@@ -178,12 +221,96 @@ class GaugeCoupling(Transform):
         shape[1 + self.nu] = L_nu  # (1, L0, 1) or (1, 1, L1)
         self.register_buffer("frozen", frozen.reshape(shape), persistent=False)
         self.register_buffer("active", (r == self.off).float().reshape(shape), persistent=False)
+        self._lean_plan(tuple(lattice_shape))
 
+    # ------------------------------------------------------------------ lean pass (flat links, batch first)
+    def _lean_plan(self, shape: tuple[int, int]) -> None:
+        l0, l1 = shape
+        V = l0 * l1
+        x0, x1 = torch.meshgrid(torch.arange(l0), torch.arange(l1), indexing="ij")
+        x0, x1 = x0.reshape(-1), x1.reshape(-1)
+        row = (x0 if self.nu == 0 else x1) % PERIOD
+        act = (row == self.off).nonzero().squeeze(1)
+        frz = ((row == (self.off + 1) % PERIOD) | (row == (self.off + 2) % PERIOD)).nonzero().squeeze(1)
+
+        def site(a0, a1):
+            return (a0 % l0) * l1 + a1 % l1
+
+        def plaq(s0, s1):  # {flat link: coefficient} of P at (s0, s1)
+            terms: dict = {}
+            for link, c in ((site(s0, s1), 1), (V + site(s0 + 1, s1), 1), (site(s0, s1 + 1), -1), (V + site(s0, s1), -1)):
+                terms[int(link)] = terms.get(int(link), 0) + c
+            return terms
+
+        def add(a, b):
+            out = dict(a)
+            for k, v in b.items():
+                out[k] = out.get(k, 0) + v
+            return {k: v for k, v in out.items() if v != 0}
+
+        e = (1, 0) if self.nu == 0 else (0, 1)
+        rows = [plaq(int(x0[s]), int(x1[s])) for s in frz]  # frozen plaquettes
+        if self.passive_sum:  # Sigma(x) = P(x) + P(x - e_nu): the updated link cancels
+            rows += [add(plaq(int(x0[s]), int(x1[s])), plaq(int(x0[s]) - e[0], int(x1[s]) - e[1])) for s in act]
+        rows += [plaq(int(x0[s]), int(x1[s])) for s in act]  # active plaquettes (last)
+        width = max(len(r) for r in rows)
+        idx = torch.zeros(width, len(rows), dtype=torch.long)
+        sgn = torch.zeros(width, len(rows))
+        for j, r in enumerate(rows):
+            for i, (link, c) in enumerate(sorted(r.items(), key=lambda kv: -kv[1])):
+                idx[i, j], sgn[i, j] = link, float(c)
+        self.register_buffer("plaq_idx", idx.reshape(-1), persistent=False)
+        self.register_buffer("plaq_sign", sgn, persistent=False)
+        self.register_buffer("link_idx", self.mu * V + act, persistent=False)
+        n_f, n_a = len(frz), len(act)
+        self.n_feat = n_f + (n_a if self.passive_sum else 0)  # rows of the feature angles: frozen, then Sigma
+        # conditioner input channels (cos P, sin P on frozen plaquettes; cos Sigma, sin Sigma on active
+        # ones): rows of the table (N, angles, (cos, sin)); row group 0 the frozen P, 1 the Sigma
+        in_rows = torch.full((2 if self.passive_sum else 1, V), -1, dtype=torch.long)
+        in_rows[0, frz] = torch.arange(n_f)
+        if self.passive_sum:
+            in_rows[1, act] = n_f + torch.arange(n_a)
+        self.plan = SiteConvNet(self.net, shape, act, in_rows, self.n_feat)
+        self.n_active = n_a
+
+    def _couple_flat(self, x: torch.Tensor, inverse: bool, batch_last: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        buf = self._buffers
+        d = 0 if batch_last else 1  # the axis of the links / sites
+        sign = buf["plaq_sign"]
+        if batch_last:  # x (2 V, N)
+            ang = (x.index_select(0, buf["plaq_idx"]).view(*sign.shape, -1) * sign.unsqueeze(-1)).sum(0)
+        else:  # x (N, 2 V)
+            ang = (x.index_select(1, buf["plaq_idx"]).view(x.shape[0], *sign.shape) * sign).sum(1)
+        feat, pa = ang.split((self.n_feat, self.n_active), dim=d)
+        table = torch.stack((torch.cos(feat), torch.sin(feat)), 0 if batch_last else -1)
+        params = self.plan.forward(self.net, table, batch_last)
+        pa = torch.remainder(pa + math.pi, TWO_PI)  # active plaquettes + pi, in [0, 2 pi)
+        fn = self.plaq_map.inverse_lean if inverse else self.plaq_map.forward_lean
+        if batch_last:  # params (C, A, N): the map on (C, A N)
+            pn, logd = fn(pa.reshape(-1), params.reshape(params.shape[0], -1))
+            pn, logd = pn.view_as(pa), logd.view_as(pa)
+        else:  # params (N, A, C) -> (N, C, A): the map's operations over C run along A
+            pn, logd = fn(pa, params.transpose(1, 2).contiguous())
+        link = buf["link_idx"]
+        new = torch.add(x.index_select(d, link), pn - pa, alpha=self.sign)
+        return x.index_copy(d, link, new), logd.to(torch.float64).sum(d)
+
+    def forward_flat(self, x, batch_last=False):
+        return self._couple_flat(x, False, batch_last)
+
+    def inverse_flat(self, x, batch_last=False):
+        return self._couple_flat(x, True, batch_last)
+
+    @staticmethod
+    def finish_flat(x):
+        return wrap(x)
+
+    # ------------------------------------------------------------------ reference pass (before issue 14)
     def _active(self, a: torch.Tensor) -> torch.Tensor:
         """The active rows of a (..., L0, L1) tensor (x_nu % 4 == off)."""
         return a[..., self.off::PERIOD, :] if self.nu == 0 else a[..., self.off::PERIOD]
 
-    def _couple(self, x: torch.Tensor, inverse: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    def _couple_reference(self, x: torch.Tensor, inverse: bool) -> tuple[torch.Tensor, torch.Tensor]:
         p = wrap(plaquettes(x))
         fz = self.frozen.to(p.dtype)
         feats = [torch.cos(p) * fz, torch.sin(p) * fz]
@@ -206,10 +333,14 @@ class GaugeCoupling(Transform):
         return out, logd.to(torch.float64).flatten(1).sum(1)
 
     def forward(self, z):
-        return self._couple(z, inverse=False)
+        if self.use_lean(z):
+            return self.run_lean(z, inverse=False)
+        return self._couple_reference(z, inverse=False)
 
     def inverse(self, x):
-        return self._couple(x, inverse=True)
+        if self.use_lean(x):
+            return self.run_lean(x, inverse=True)
+        return self._couple_reference(x, inverse=True)
 
 
 def build(theory, n_layers: int = 16, hidden=(8, 8), kernel_size: int = 3, plaq_map: str = "spline",
