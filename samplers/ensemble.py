@@ -34,6 +34,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -112,17 +113,27 @@ def rng_from_array(a: np.ndarray) -> np.random.Generator:
 
 
 # ---------------------------------------------------------------- reading
+TRUNCATED_RETRIES, TRUNCATED_WAIT = 20, 0.1  # up to 2 s for a writer's flush to reach the disk
+
+
 def open_ensemble(path: str | os.PathLike) -> h5py.File:
     """Open an ensemble for reading, also one still being written or whose writer was killed."""
     path = Path(path)
     if not path.exists():
         raise EnsembleError(f"{path}: no such file")
-    try:
-        f = h5py.File(path, "r", locking=False)  # readers take no lock, so they never block a writer
-    except OSError as e:
-        if "already open for write" not in str(e):
-            raise EnsembleError(f"{path}: not a readable HDF5 file (truncated or damaged?): {e}") from None
-        f = _open_flagged(path)
+    for attempt in range(TRUNCATED_RETRIES + 1):
+        try:
+            f = h5py.File(path, "r", locking=False)  # readers take no lock, so they never block a writer
+            break
+        except OSError as e:
+            if "already open for write" in str(e):
+                f = _open_flagged(path)
+                break
+            # a running writer's flush can leave the end of the file on disk behind its superblock for
+            # a moment ("truncated file: eof < stored_eof"): look again before calling the file damaged
+            if "truncated file" not in str(e) or attempt == TRUNCATED_RETRIES:
+                raise EnsembleError(f"{path}: not a readable HDF5 file (truncated or damaged?): {e}") from None
+            time.sleep(TRUNCATED_WAIT)
     if f.attrs.get("format") != FORMAT:
         f.close()
         raise EnsembleError(f"{path}: not a latticeml ensemble file")
