@@ -27,8 +27,10 @@ of samplers/learned_mh.py and samplers/hybrid.py, with no model-specific code th
   the prior draws of each chain's batch come from that chain's generator, and a model's ``push``
   (the deterministic map from prior draws to samples and log q) treats rows independently, so
   chain k's proposals are those it would get alone (bitwise on CPU in our tests; exactly the same
-  map in any case). Models without ``push`` (autoregressive models, which draw site by site) sample
-  each chain's batch in its own pass; their log q is still one pass for all chains;
+  map in any case). Autoregressive models, which draw site by site, have no ``push`` but a
+  ``sample_streams``: one pass over the sites for all chains, each chain's rows drawing from its own
+  generator at every site (the same draws as alone). Only a model without either (a diffusion
+  model's reverse SDE) samples each chain's batch in its own pass; log q is one pass for all chains;
 - ``symmetrize="z2"`` (phi^4 only): the exact mixture q_sym(x) = [q(x) + q(-x)] / 2, sampled by
   drawing x ~ q and flipping its sign with probability 1/2; log q_sym needs one more pass (log q
   at -x). This restores the phi -> -phi symmetry a RealNVP does not have, changing log q with it
@@ -230,7 +232,8 @@ def _shared_net(ckpt: Path, digest: str, device: str, dtype: str, sampling: dict
 def sample_batches(proposals: list[ModelProposal], batches: list[int]) -> list[tuple[np.ndarray, np.ndarray]]:
     """Batch ``batches[i]`` of the stream of ``proposals[i]``, for every i, in as few model passes as
     possible: one for all proposals of one shared model whose net has a ``push`` (prior draws from
-    each stream's own generator, then one push), else one per proposal. Each result is what
+    each stream's own generator, then one push) or a ``sample_streams`` (autoregressive: one pass over
+    the sites, each stream's conditional draws from its own generator), else one per proposal. Each result is what
     ``proposals[i]`` gives alone: configurations (B, *config_shape) float64 and log q float64."""
     out: list = [None] * len(proposals)
     groups: dict = {}
@@ -244,6 +247,8 @@ def sample_batches(proposals: list[ModelProposal], batches: list[int]) -> list[t
             if hasattr(head.net, "push") and head.has_density:
                 z = torch.cat([head.net.sample_prior(n, g) for n, g in zip(sizes, gens)])
                 x, lq = head.net.push(z)
+            elif hasattr(head.net, "sample_streams"):  # autoregressive: one pass over the sites, own draws
+                x, lq = head.net.sample_streams(sizes, gens)
             else:
                 pairs = [head.net.sample(n, g) for n, g in zip(sizes, gens)]
                 x, lq = torch.cat([a for a, _ in pairs]), torch.cat([b for _, b in pairs])

@@ -29,6 +29,8 @@ import math
 import torch
 from torch import nn
 
+from ..flows.nets import ROW_BLOCK
+
 
 class AutoregressiveModel(nn.Module):
     """A causal network + one-site conditionals; name, hyper, theory, log_p like ``Flow``."""
@@ -78,15 +80,31 @@ class AutoregressiveModel(nn.Module):
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """n configurations (N, *shape) in the module dtype and their exact log q (float64)."""
+        return self.sample_streams([n], [generator])
+
+    def sample_streams(self, sizes: list[int], generators: list) -> tuple[torch.Tensor, torch.Tensor]:
+        """sum(sizes) configurations in one pass over the sites: rows of block j (sizes[j] of them, in
+        order) draw from generators[j] alone, so block j is bit for bit what ``sample(sizes[j],
+        generators[j])`` gives (the chains of a set share the passes, samplers/proposal.py). Why each
+        block is padded to a multiple of ROW_BLOCK rows: the causal networks treat rows independently,
+        but BLAS may sum a product, and vectorized exp/log may treat an entry, differently by its
+        alignment (samplers/flows/nets.py _padded); padded blocks all start alike, alone or in a set.
+        Returns x (N, *shape) in the module dtype and log q (N,) float64."""
         a = self._anchor
+        padded = [-(-n // ROW_BLOCK) * ROW_BLOCK for n in sizes]
+        starts = [sum(padded[:j]) for j in range(len(sizes))]
+        real = torch.cat([torch.arange(o, o + n, device=a.device) for o, n in zip(starts, sizes)])
         with torch.no_grad():
-            x = torch.zeros(n, self.n_sites, dtype=a.dtype, device=a.device)
-            log_q = torch.zeros(n, dtype=torch.float64, device=a.device)
-            cache = self.net.start(torch.zeros(n, self.in_features, self.n_sites, dtype=a.dtype, device=a.device))
+            x = torch.zeros(sum(padded), self.n_sites, dtype=a.dtype, device=a.device)
+            log_q = torch.zeros(x.shape[0], dtype=torch.float64, device=a.device)
+            cache = self.net.start(torch.zeros(x.shape[0], self.in_features, self.n_sites, dtype=a.dtype,
+                                               device=a.device))
             for i in range(self.n_sites):
                 raw = self.net.site(cache, i)
-                xi = self.conditional.sample(raw, generator).to(a.dtype)
-                log_q += self.conditional.log_prob(raw, xi)
+                xi = torch.zeros(x.shape[0], dtype=a.dtype, device=a.device)  # padding rows stay at 0
+                xi[real] = torch.cat([self.conditional.sample(raw[o:o + n], g)
+                                      for o, n, g in zip(starts, sizes, generators)]).to(a.dtype)
+                log_q += self.conditional.log_prob(raw, xi)  # all rows: a block's vector lanes as alone
                 x[:, i] = xi
                 cache[0][:, :, i] = self.features(xi)
-        return x.view(n, *self.shape), log_q
+        return x[real].view(real.numel(), *self.shape), log_q[real]
