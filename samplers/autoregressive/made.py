@@ -61,14 +61,21 @@ class MADE(nn.Module):
             h = F.silu(layer(h))
         return self.layers[-1](h).view(-1, self.n_sites, self.n_params)
 
-    def start(self, feat: torch.Tensor) -> list[torch.Tensor]:
-        return [feat]
+    def start(self, feat: torch.Tensor) -> list:
+        """A cache for sequential sampling, without autograd: the features (N, F, V) (``record`` fills
+        them) and the masked weights, formed once per pass instead of once per site."""
+        return [feat, [(layer.weight * layer.mask, layer.bias) for layer in self.layers]]
 
-    def site(self, cache: list[torch.Tensor], i: int) -> torch.Tensor:
+    def record(self, cache: list, i: int, feat_i: torch.Tensor) -> None:
+        """Store the features (N, F) of the value just drawn at site i."""
+        cache[0][:, :, i] = feat_i
+
+    def site(self, cache: list, i: int) -> torch.Tensor:
         """Raw parameters (N, P) of site i (a pass over the network with the features of x_<i set)."""
-        h = cache[0].transpose(1, 2).flatten(1)
-        for layer in self.layers[:-1]:
-            h = F.silu(layer(h))
-        last = self.layers[-1]
+        feat, weights = cache
+        h = feat.transpose(1, 2).flatten(1)
+        for w, b in weights[:-1]:
+            h = F.silu(F.linear(h, w, b))
+        w, b = weights[-1]
         rows = slice(i * self.n_params, (i + 1) * self.n_params)
-        return F.linear(h, last.weight[rows] * last.mask[rows], last.bias[rows])
+        return F.linear(h, w[rows], b[rows])

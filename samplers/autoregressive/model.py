@@ -101,10 +101,13 @@ class AutoregressiveModel(nn.Module):
                                                device=a.device))
             for i in range(self.n_sites):
                 raw = self.net.site(cache, i)
-                xi = torch.zeros(x.shape[0], dtype=a.dtype, device=a.device)  # padding rows stay at 0
-                xi[real] = torch.cat([self.conditional.sample(raw[o:o + n], g)
-                                      for o, n, g in zip(starts, sizes, generators)]).to(a.dtype)
+                parts = []
+                for o, n, m, g in zip(starts, sizes, padded, generators):
+                    parts.append(self.conditional.sample(raw[o:o + n], g).to(a.dtype))
+                    if m > n:
+                        parts.append(torch.zeros(m - n, dtype=a.dtype, device=a.device))  # padding rows: 0
+                xi = torch.cat(parts)
                 log_q += self.conditional.log_prob(raw, xi)  # all rows: a block's vector lanes as alone
                 x[:, i] = xi
-                cache[0][:, :, i] = self.features(xi)
+                self.net.record(cache, i, self.features(xi))
         return x[real].view(real.numel(), *self.shape), log_q[real]

@@ -34,9 +34,10 @@ conditional parameters of each site.
 Caching for sampling
 --------------------
 Sampling visits the sites in order. The features of every layer at sites j < i are final once
-x_<i is known (they depend on x_<j only), so they are kept in per-layer buffers (N, C, V), and at
-step i only the column of every layer at site i is computed from its k x k window of buffered
-values: O(sum_l C_l C_{l-1} k^2) per configuration and site instead of a full network pass.
+x_<i is known (they depend on x_<j only), so they are kept in per-layer buffers (N, V, C), and at
+step i only the column of every layer at site i is computed from the taps of its k x k window that
+its mask keeps: one gather of whole rows and one matrix product per layer and site,
+O(sum_l C_l C_{l-1} k^2) per configuration and site instead of a full network pass.
 """
 from __future__ import annotations
 
@@ -62,7 +63,12 @@ def causal_windows(shape: tuple[int, int], kernel_size: int) -> tuple[torch.Tens
 
 
 class MaskedPeriodicConv(nn.Module):
-    """y[n, o, i] = b[o] + sum_{c, o'} W[o, c, o'] mask[i, o'] h[n, c, src[i, o']] (see module docstring)."""
+    """y[n, i, o] = b[o] + sum_{c, o'} W[o, c, o'] mask[i, o'] h[n, src[i, o'], c] (see module docstring).
+
+    Layout: sites before channels, h (N, V, C), so a window is whole rows of C numbers. The masked
+    taps are never read: each site gathers only the taps its mask keeps (a masked-out tap reads an
+    appended zero row in the all-sites pass) and multiplies them with the matching columns of W in
+    one matrix product, which is the masked sum exactly (0 * w = 0 left out)."""
 
     def __init__(self, c_in: int, c_out: int, src: torch.Tensor, mask: torch.Tensor):
         super().__init__()
@@ -70,18 +76,37 @@ class MaskedPeriodicConv(nn.Module):
         bound = 1.0 / math.sqrt(c_in * k2)
         self.weight = nn.Parameter(torch.empty(c_out, c_in, k2).uniform_(-bound, bound))
         self.bias = nn.Parameter(torch.empty(c_out).uniform_(-bound, bound))
-        self.register_buffer("src", src.clone(), persistent=False)
-        self.register_buffer("mask", mask.clone(), persistent=False)
+        v = src.shape[0]
+        self.register_buffer("src_masked", torch.where(mask > 0, src, v).reshape(-1), persistent=False)
+        # sites with the same kept taps share one weight matrix: pattern[i] indexes (taps, their sources)
+        patterns: dict = {}
+        self.pattern = [patterns.setdefault(tuple(mask[i].nonzero().squeeze(1).tolist()), len(patterns))
+                        for i in range(v)]
+        self.taps = [torch.tensor(t, dtype=torch.long) for t in patterns]
+        self.sources = [src[i, self.taps[self.pattern[i]]] for i in range(v)]
+
+    def _flat_weight(self, taps: torch.Tensor | None = None) -> torch.Tensor:
+        """W as (len(taps) C_in, C_out), row t C_in + c = W[:, c, taps[t]] (all taps if None)."""
+        w = self.weight if taps is None else self.weight[:, :, taps.to(self.weight.device)]
+        return w.permute(2, 1, 0).reshape(-1, w.shape[0])
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
-        """All sites: h (N, C_in, V) -> (N, C_out, V)."""
-        g = h[:, :, self.src] * self.mask  # (N, C_in, V, k^2)
-        return torch.einsum("ncvk,ock->nov", g, self.weight) + self.bias[:, None]
+        """All sites: h (N, V, C_in) -> (N, V, C_out)."""
+        n, v, c = h.shape
+        g = torch.cat((h, h.new_zeros(n, 1, c)), 1).index_select(1, self.src_masked)  # (N, V k^2, C_in)
+        return torch.addmm(self.bias, g.view(n * v, -1), self._flat_weight()).view(n, v, -1)
 
-    def at(self, h: torch.Tensor, i: int) -> torch.Tensor:
-        """Site i only: h (N, C_in, V) -> (N, C_out)."""
-        g = h[:, :, self.src[i]] * self.mask[i]  # (N, C_in, k^2)
-        return g.flatten(1) @ self.weight.flatten(1).T + self.bias
+    def site_tables(self) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """For a sampling pass (``at``), on the layer's device: the flat weight of each tap pattern and
+        the kept sources of each site."""
+        device = self.weight.device
+        return [self._flat_weight(t) for t in self.taps], [s.to(device) for s in self.sources]
+
+    def at(self, h: torch.Tensor, i: int, tables: tuple) -> torch.Tensor:
+        """Site i only: h (N, V, C_in) -> (N, C_out); tables from ``site_tables``."""
+        weights, sources = tables
+        g = h.index_select(1, sources[i])  # (N, kept taps, C_in)
+        return torch.addmm(self.bias, g.view(h.shape[0], -1), weights[self.pattern[i]])
 
 
 class PixelCNN(nn.Module):
@@ -107,21 +132,29 @@ class PixelCNN(nn.Module):
 
     def forward(self, feat: torch.Tensor) -> torch.Tensor:
         """feat (N, F, V) -> raw conditional parameters (N, V, P)."""
-        h = feat
+        h = feat.transpose(1, 2)
         for l, layer in enumerate(self.layers):
             h = self._block(l, h, layer(h))
-        return self.head(h.transpose(1, 2))
+        return self.head(h)
 
     # ------------------------------------------------------------------ incremental (sampling)
-    def start(self, feat: torch.Tensor) -> list[torch.Tensor]:
-        """A cache for sequential sampling: [feat (N, F, V) (filled by the caller), one buffer per layer]."""
-        n, v = feat.shape[0], feat.shape[2]
-        return [feat] + [feat.new_zeros(n, layer.weight.shape[0], v) for layer in self.layers]
+    def start(self, feat: torch.Tensor) -> list:
+        """A cache for sequential sampling, without autograd: the features (N, V, F) (``record`` fills
+        them), one buffer (N, V, C_l) per layer, and each layer's ``site_tables``."""
+        n, _, v = feat.shape
+        buffers = [feat.transpose(1, 2).contiguous()] + [feat.new_zeros(n, v, layer.weight.shape[0])
+                                                          for layer in self.layers]
+        return [buffers, [layer.site_tables() for layer in self.layers]]
 
-    def site(self, cache: list[torch.Tensor], i: int) -> torch.Tensor:
+    def record(self, cache: list, i: int, feat_i: torch.Tensor) -> None:
+        """Store the features (N, F) of the value just drawn at site i."""
+        cache[0][0][:, i] = feat_i
+
+    def site(self, cache: list, i: int) -> torch.Tensor:
         """Raw parameters (N, P) of site i's conditional, from the cached columns j < i (and the
-        columns at i it computes and stores now); cache[0][:, :, :i] must hold the features of x_<i."""
+        columns at i it computes and stores now); the features of x_<i must be recorded."""
+        buffers, tables = cache
         for l, layer in enumerate(self.layers):
-            h_in = cache[l]
-            cache[l + 1][:, :, i] = self._block(l, h_in[:, :, i], layer.at(h_in, i))
-        return self.head(cache[-1][:, :, i])
+            h_in = buffers[l]
+            buffers[l + 1][:, i] = self._block(l, h_in[:, i], layer.at(h_in, i, tables[l]))
+        return self.head(buffers[-1][:, i])

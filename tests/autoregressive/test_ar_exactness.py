@@ -85,7 +85,7 @@ def replay(model, x):
     raws = []
     for i in range(model.n_sites):
         raws.append(model.net.site(cache, i))
-        cache[0][:, :, i] = model.features(flat[:, i])
+        model.net.record(cache, i, model.features(flat[:, i]))
     return torch.stack(raws, 1)
 
 
