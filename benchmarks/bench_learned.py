@@ -39,6 +39,7 @@ import torch
 from benchmarks.common import cost_row, print_cost_table, run_generate
 from lattice import make_theory
 from observables.analysis import analyze, analyze_replicas, check_comparable
+from samplers.ensemble import open_ensemble
 from samplers.flows import build_model
 from samplers.training import OBJECTIVES, TrainConfig, train
 
@@ -89,6 +90,15 @@ def train_for(case: dict, minutes: float, run: Path, batch: int = 64, lr: float 
     return summary
 
 
+def mean_acceptance(paths: list[Path]) -> float:
+    """The acceptance of a chain set: the mean over its chains' files."""
+    values = []
+    for p in paths:
+        with open_ensemble(p) as f:
+            values.append(float(f.attrs.get("acceptance", math.nan)))
+    return sum(values) / len(values)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
@@ -126,15 +136,16 @@ def main(argv=None):
                 flags += ["--proposal", str(run), "--threads", "1", *case.get("flags", [])]
             wall = run_generate(flags)
             files[algo] = (out, wall, (n_algo // K) * K)
-        analyses = {algo: analyze(path) if args.chains == 1 else
-                    analyze_replicas([path.with_name(f"{path.stem}.chain{k}.h5") for k in range(args.chains)])
-                    for algo, (path, _, _) in files.items()}
+        chain_files = {algo: [path] if args.chains == 1 else
+                       [path.with_name(f"{path.stem}.chain{k}.h5") for k in range(args.chains)]
+                       for algo, (path, _, _) in files.items()}
+        analyses = {algo: analyze(ps[0]) if len(ps) == 1 else analyze_replicas(ps) for algo, ps in chain_files.items()}
         check_comparable(list(analyses.values()))
         base = analyses["hmc"]
         for algo, a in analyses.items():
             _, wall, n = files[algo]
             rows.append(cost_row(cname, f"{name} L={L} {params}", algo, a, base, case["obs"], wall, n,
-                                 train_s=0.0 if algo == "hmc" else train_s,
+                                 train_s=0.0 if algo == "hmc" else train_s, acceptance=mean_acceptance(chain_files[algo]),
                                  model_ess=summary["ess"] if algo != "hmc" else math.nan))
     print_cost_table(rows)
 

@@ -23,8 +23,8 @@ def run_generate(args: list[str]) -> float:
 
 
 def cost_row(case: str, theory: str, algorithm: str, analysis, hmc, obs: str, wall_s: float, n: int,
-             train_s: float = 0.0, **extra) -> dict:
-    """One chain's figures: acceptance, tau_int of ``obs`` (updates), cost per independent sample
+             train_s: float = 0.0, acceptance: float | None = None, **extra) -> dict:
+    """One chain's (or chain set's) figures: acceptance (the file's, unless given: a set's mean), tau_int of ``obs`` (updates), cost per independent sample
     wall x 2 tau_int / N (ms) with and without the training time, and how many observables differ
     from the HMC analysis ``hmc`` (|z| >= AGREE_Z); printed as a JSON line as it is made."""
     est = analysis.estimates[obs]
@@ -32,7 +32,8 @@ def cost_row(case: str, theory: str, algorithm: str, analysis, hmc, obs: str, wa
     differ = 0 if analysis is hmc else sum(abs(z_score(hmc.estimates[k], analysis.estimates[k])) >= AGREE_Z
                                            for k in hmc.estimates if k in analysis.estimates)
     row = {"case": case, "theory": theory, "algorithm": algorithm, "n": n,
-           "acceptance": float(analysis.attrs.get("acceptance", math.nan)), "obs": obs, "tau_int": tau,
+           "acceptance": float(analysis.attrs.get("acceptance", math.nan)) if acceptance is None else acceptance,
+           "obs": obs, "tau_int": tau,
            "tau_err": est.tau_int_error * est.every, "short": "short" in analysis.flags.get(obs, []),
            "wall_s": wall_s, "train_s": train_s, "cost_ms": 1e3 * wall_s * 2 * tau / n,
            "cost_total_ms": 1e3 * (wall_s + train_s) * 2 * tau / n, "differ": differ, **extra}
