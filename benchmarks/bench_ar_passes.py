@@ -24,11 +24,11 @@ import argparse
 import datetime
 import json
 import platform
-import time
 
 import numpy as np
 import torch
 
+from benchmarks.common import cpu_times
 from lattice import make_theory
 from samplers.flows import build_model
 from samplers.hmc import HMC
@@ -42,13 +42,7 @@ COUPLINGS = {"xy": {"beta": 1.0}, "phi4": {"m2": -4.0, "g": 8.0}}
 
 
 def best_of(fn, reps: int) -> float:
-    fn()
-    times = []
-    for _ in range(reps):
-        t0 = time.process_time()
-        fn()
-        times.append(time.process_time() - t0)
-    return min(times)
+    return min(cpu_times(fn, reps))
 
 
 def hmc_trajectory_s(theory, reps: int = 300) -> float:

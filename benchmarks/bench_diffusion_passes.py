@@ -31,10 +31,10 @@ import datetime
 import json
 import platform
 import statistics
-import time
 
 import torch
 
+from benchmarks.common import cpu_times
 from lattice import make_theory
 from samplers.diffusion import model as dm_model
 from samplers.flows import build_model
@@ -71,14 +71,7 @@ def implementation(model, impl: str):
 
 
 def cpu_median(fn, reps: int, warmup: int = 1) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(reps):
-        t0 = time.process_time()
-        fn()
-        times.append(time.process_time() - t0)
-    return statistics.median(times)
+    return statistics.median(cpu_times(fn, reps, warmup))
 
 
 def row(rows: list, case: str, impl: str, seconds: float, note: str = "") -> None:

@@ -1,5 +1,5 @@
 """What the learned-sampler benchmarks share: running the CLI in process, one row per chain of the
-cost comparison against HMC, and the table of those rows."""
+cost comparison against HMC, the table of those rows, and CPU timings of a callable."""
 from __future__ import annotations
 
 import io
@@ -10,6 +10,19 @@ from contextlib import redirect_stdout
 
 import generate
 from observables.analysis import AGREE_Z, z_score
+
+
+def cpu_times(fn, reps: int, warmup: int = 1) -> list[float]:
+    """CPU seconds of this process (time.process_time, all threads) of ``reps`` calls of fn after
+    ``warmup`` untimed ones."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(reps):
+        t0 = time.process_time()
+        fn()
+        times.append(time.process_time() - t0)
+    return times
 
 
 def run_generate(args: list[str]) -> float:
