@@ -8,6 +8,8 @@
         --out data/u1_L16_b4_or.h5
     python -m generate --algorithm learned-mh --proposal runs/u1_L8_b2 --n-configs 20000 --out data/u1_flow.h5
     python -m generate --theory u1 --L 8 --beta 2 --chains 16 --n-configs 2000 --out data/u1_L8.h5   # -> u1_L8.chain{0..15}.h5
+    python -m generate ... --chains 16 --workers 4                      # the same files, 4 worker processes
+    mpiexec -n 5 python -m mpi4py.futures -m generate ... --chains 16 --executor mpi   # 4 MPI worker ranks
 
 A thin layer over samplers.chain.run_chain; bad input ends with one line on stderr and exit 2.
 """
@@ -28,7 +30,7 @@ DEFAULTS = {"dim": 2, "algorithm": "hmc", "every": 1, "n_therm": 500, "seed": 0,
             "step_size": 0.1, "traj_length": 1.0, "jitter": 0.2, "integrator": "leapfrog", "delta": 0.5,
             "proposal_batch": 256, "device": "cpu", "proposal_dtype": "float64", "symmetrize": "none",
             "local": "hmc", "local_per_proposal": 1, "clusters_per_sweep": 1, "metropolis_sweeps": 1,
-            "chains": 1, "first_chain": 0}
+            "chains": 1, "first_chain": 0, "workers": 1, "executor": "local"}
 MODEL_ALGORITHMS = ("learned-mh", "hybrid", "model-samples")  # those that draw from a trained model
 # what must agree between a file and a --resume request
 IDENTITY = ("theory", "L", "dim", "kappa", "lam", "m2", "g", "beta", "algorithm", "seed", "every", "init")
@@ -126,6 +128,12 @@ def build_parser() -> argparse.ArgumentParser:
                    "K = 1 with --first-chain 0 writes NAME.h5 [1]")
     r.add_argument("--first-chain", type=int, help="k0: run chains k0 .. k0 + K - 1 of the set (another process "
                    "can run other chains of the same set) [0]")
+    r.add_argument("--workers", type=int, help="W: split the chains into W contiguous blocks, each run in a worker "
+                   "process; the files are those of one process, bit for bit [1; with --executor mpi: the "
+                   "launch's worker ranks]")
+    r.add_argument("--executor", choices=["local", "mpi"], help="local: a process pool on this machine; mpi: "
+                   "mpi4py.futures over the ranks of mpiexec -n W+1 python -m mpi4py.futures -m generate ... "
+                   "(pip install -e \".[mpi]\") [local]")
     r.add_argument("--init", choices=["hot", "cold"], help=f"start configuration [{DEFAULTS['init']}]")
     r.add_argument("--out", type=Path, help="output HDF5 file")
     r.add_argument("--resume", action="store_true", default=None, help="continue the chain stored in --out")
@@ -262,8 +270,11 @@ def theory_for(args, sampler):
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    return run_reporting_errors(parser.prog, lambda: run_ending_on_write_error(args, parser),
-                                "the file holds every configuration up to the last flush; continue with --resume")
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # what the workers of a pool are given
+    return run_reporting_errors(parser.prog, lambda: run_ending_on_write_error(args, parser), INTERRUPTED)
+
+
+INTERRUPTED = "the file holds every configuration up to the last flush; continue with --resume"
 
 
 def run_ending_on_write_error(args, parser) -> int:
@@ -280,10 +291,10 @@ def run_ending_on_write_error(args, parser) -> int:
         os._exit(2)
 
 
-def chain_paths(out: Path, chains: int, first: int) -> list[tuple[int, Path]]:
+def chain_paths(out: Path, chains: int, first: int, as_set: bool = False) -> list[tuple[int, Path]]:
     """(k, file) of every chain of the run: NAME.chain{k}.h5 for --out NAME.h5, or NAME.h5 itself
-    for the one chain 0."""
-    if chains == 1 and first == 0:
+    for the one chain 0 (unless it is a block of a larger set, ``as_set``)."""
+    if chains == 1 and first == 0 and not as_set:
         return [(0, out)]
     return [(k, out.with_name(f"{out.stem}.chain{k}{out.suffix}")) for k in range(first, first + chains)]
 
@@ -307,7 +318,13 @@ def run(args, parser) -> int:
     if args.out is None:
         raise UsageError("--out is required (the HDF5 file to write)")
     chains, first = _chain_count(args)
-    paths = chain_paths(args.out, chains, first)
+    workers = DEFAULTS["workers"] if args.workers is None else args.workers
+    if workers < 1:
+        raise UsageError(f"--workers must be >= 1, got {workers}")
+    args.executor = args.executor or DEFAULTS["executor"]
+    if workers > 1 or args.executor == "mpi":
+        return run_on_workers(args, chains, first, workers if args.workers is not None else None)
+    paths = chain_paths(args.out, chains, first, as_set=getattr(args, "as_set", False))
     locks = [lock_ensemble(path) for _, path in paths]  # noqa: F841 (held until the process exits)
     existing = [(k, path) for k, path in paths if path.exists()]
     resuming = bool(args.resume) and bool(existing)
@@ -379,6 +396,7 @@ def run(args, parser) -> int:
     summaries = run_chains(theory, [samplers[k] for k, _ in todo], [states[k] for k, _ in todo], args.n_configs,
                            every=args.every, n_therm=args.n_therm, writers=[EnsembleWriter(p) for _, p in todo],
                            progress=not quiet and sys.stderr.isatty(), flush_seconds=args.flush_seconds, tune=tune)
+    args.finished = [(k, path, summary) for (k, path), summary in zip(todo, summaries)]  # for run_on_workers
     if not quiet:
         if len(paths) == 1:
             lines = summaries[0].lines() + [f"written:        {paths[0][1]}"]
@@ -395,6 +413,98 @@ def run(args, parser) -> int:
                 print(f"WARNING:        {path.name if len(paths) > 1 else ''}{': ' if len(paths) > 1 else ''}{warning}",
                       file=sys.stderr)
     return 0
+
+
+def run_on_workers(args, chains: int, first: int, workers: int | None) -> int:
+    """The chains first .. first + chains - 1 in contiguous blocks, one per worker process of
+    ``args.executor`` (samplers/executors.py), each block this same command (``run_block``); then the
+    set's summary. A worker that dies (SIGKILL, out of memory) ends the run with one line naming the
+    chains that did not finish: every file keeps what was flushed, and --resume completes them."""
+    import time
+    from concurrent.futures import BrokenExecutor, as_completed
+
+    import generate as this  # run_block pickled by its module's name, also under python -m generate
+    from samplers.chain import set_lines
+    from samplers.executors import make_executor, mpi_workers, split_chains
+
+    if args.executor == "mpi":
+        available = mpi_workers()
+        if workers is not None and workers > available:
+            raise UsageError(f"--workers {workers} but the MPI launch has {available} worker ranks "
+                             f"(mpiexec -n {workers + 1} ...)")
+        workers = workers or available
+    blocks = split_chains(first, chains, workers)
+    as_set = chains > 1 or first > 0  # the files of a set are NAME.chain{k}.h5 whatever block they are in
+    t0 = time.perf_counter()
+    results, lost = {}, None
+    with make_executor(args.executor, len(blocks)) as pool:
+        tasks = {pool.submit(this.run_block, [*args.argv, "--first-chain", str(k0), "--chains", str(n),
+                                              "--workers", "1", "--executor", "local", "--quiet"], as_set): k0
+                 for k0, n in blocks}
+        for task in as_completed(tasks):
+            try:
+                results[tasks[task]] = task.result()
+            except BrokenExecutor as e:
+                lost = e
+    wall = time.perf_counter() - t0
+    paths = chain_paths(args.out, chains, first, as_set=as_set)
+    if lost is not None:
+        unfinished = [k for k, path in paths if not _finished(path)]
+        raise UsageError(f"a worker process ended before its chains were done ({type(lost).__name__}: killed, or "
+                         f"out of memory?); chains {', '.join(map(str, unfinished)) or 'none'} did not finish; "
+                         "every file holds its chain up to the last flush; continue with --resume")
+    errors = [results[k0][1] for k0, _ in blocks if results[k0][0] != 0]
+    for line in dict.fromkeys(e for e in errors if e):  # the same bad input fails every block alike
+        print(line, file=sys.stderr)
+    if errors:
+        return max(results[k0][0] for k0, _ in blocks)
+    finished = sorted((f for k0, _ in blocks for f in results[k0][2]), key=lambda f: f[0])
+    if not args.quiet:
+        if finished:
+            for line in set_lines([s for _, _, s in finished], [f"chain {k}" for k, _, _ in finished],
+                                  [p for _, p, _ in finished], workers=(len(blocks), wall)):
+                print(line)
+        else:
+            print(f"every chain of {args.out} already holds its --n-configs configurations")
+    return 0
+
+
+def _finished(path: Path) -> bool:
+    """Whether the chain file ``path`` holds all the configurations it was asked for."""
+    from samplers.ensemble import EnsembleError, open_ensemble
+
+    try:
+        with open_ensemble(path) as f:
+            return int(f["state/counters"][0]) >= int(f.attrs["n_configs"])
+    except (EnsembleError, KeyError, OSError):
+        return False
+
+
+def run_block(argv: list[str], as_set: bool) -> tuple[int, str, list]:
+    """One worker's block of a chain set (``run_on_workers``): this command with ``argv``, its files
+    named as chains of a set of several (``as_set``, see chain_paths). Returns (exit status, its error line, [(k, file, RunSummary)]).
+    A failed write ends the worker at once, as it ends a single run (``run_ending_on_write_error``)."""
+    import contextlib
+    import io
+
+    from samplers.ensemble import WriteError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    args.argv, args.as_set = argv, as_set
+    err = io.StringIO()
+
+    def body() -> int:
+        try:
+            return run(args, parser)
+        except WriteError as e:
+            print(f"{parser.prog}: error: {e}", file=sys.__stderr__, flush=True)
+            os._exit(2)
+
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        code = run_reporting_errors(parser.prog, body, INTERRUPTED)
+    lines = err.getvalue().strip().splitlines()
+    return code, lines[-1] if code and lines else "", getattr(args, "finished", [])
 
 
 def load_chain(path: Path, n_configs: int):

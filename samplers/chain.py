@@ -296,17 +296,21 @@ def run_chains(theory, samplers: list, states: list[ChainState], n_configs: int,
     return summaries
 
 
-def set_lines(summaries: list[RunSummary], names: list[str], files: list | None = None) -> list[str]:
-    """The run summary of a chain set: the totals, then one line per chain (and its warnings)."""
+def set_lines(summaries: list[RunSummary], names: list[str], files: list | None = None,
+              workers: tuple[int, float] | None = None) -> list[str]:
+    """The run summary of a chain set: the totals, then one line per chain (and its warnings).
+    workers = (W, wall seconds of the whole run): the set ran in W worker processes (the rate is
+    then of the whole run, start-up, compilation and thermalization included)."""
     first = summaries[0]
     n_total = sum(s.n_configs for s in summaries)
-    wall = first.wall_time
+    wall = first.wall_time if workers is None else workers[1]
     out = [
         f"chains:         {len(summaries)}, {n_total} configurations stored in total "
         f"({sum(s.n_updates for s in summaries)} updates after thermalization)",
         f"acceptance:     {np.mean([s.acceptance for s in summaries]):.3f} (mean over chains)",
         f"time:           {wall:.2f} s sampling, {first.therm_time:.2f} s thermalization, "
-        f"{first.compile_time:.2f} s compile/load",
+        f"{first.compile_time:.2f} s compile/load" if workers is None else
+        f"time:           {wall:.2f} s in all, over {workers[0]} worker processes (start-up included)",
         f"rate:           {n_total / wall if wall > 0 else math.inf:.1f} configs/s (all chains)",
         f"settings ({names[0]}): " + _format_settings(first.settings),
     ]
