@@ -5,6 +5,11 @@
     python -m train --ensemble data/xy_L16_b1.h5 --model circular-flow --objective forward-kl --out runs/xy_L16
     python -m train --ensemble data/u1_L8_b1.h5 --model diffusion --steps 4000 --out runs/u1_L8_dm
     python -m train --out runs/phi4_L8 --resume --steps 6000
+    torchrun --standalone --nproc-per-node 2 -m train --theory phi4 --L 16 ... --out runs/phi4_L16
+
+Under torchrun (samplers/distributed.py) the ranks train one model with DistributedDataParallel
+(gloo on CPU, nccl on CUDA): the global --batch-size is drawn as --shards shards (default: the number
+of ranks), rank 0 alone prints and writes the run folder, which must be on a filesystem all ranks see.
 
 Writes runs/NAME/: checkpoint.pt (model, theory, lattice, settings including the thread count,
 optimizer/scheduler/RNG state), metrics.jsonl (one line per step) and summary.json. A thin layer over
@@ -17,8 +22,10 @@ from __future__ import annotations
 import argparse
 import inspect
 import json
+import os
 import shutil
 import sys
+import time
 from dataclasses import fields
 from pathlib import Path
 
@@ -27,13 +34,14 @@ from lattice.cli import (PARAM_FLAGS, UsageError, add_config_argument, add_theor
 
 DEFAULTS = {"objective": "reverse-kl", "steps": 1000, "batch_size": 256, "lr": 1e-3, "lr_schedule": "cosine",
             "grad_clip": 10.0, "checkpoint_every": 100, "seed": 0, "device": "cpu", "dtype": "float32",
-            "eval_batch": 4096, "physics_weight": 0.0}
+            "eval_batch": 4096, "physics_weight": 0.0, "shards": None}
 # diffusion models train by denoising score matching; their final evaluation needs exact PF-ODE densities
 # (one full Jacobian per step and sample), so it is small by default and skipped above 128 degrees of freedom.
 # Measured per sample (default 16 Heun steps, 2 busy cores): 0.8 s on phi4 8 x 8 (64 dof), 3.5 s on u1
 # 8 x 8 (128 dof), so 32 samples take 0.5-2 min (256, the former default, took up to 15 min).
 DIFFUSION_EVAL = {"max_dof": 128, "eval_batch": 32}
 HYPER_FLAGS = ("n_layers", "hidden", "kernel_size")
+RANK_EXIT_DELAY_S = 3.0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -70,6 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, help=f"[{DEFAULTS['seed']}]")
     t.add_argument("--device", help="cpu, cuda, cuda:1, ... [cpu]")
     t.add_argument("--dtype", choices=["float32", "float64"], help=f"[{DEFAULTS['dtype']}]")
+    t.add_argument("--shards", type=int, help="draw the global batch as S shards, shard r with generators seeded "
+                   "by (seed, r); under torchrun each rank draws S / ranks of them, so the run's numbers do not depend "
+                   "on the number of ranks dividing S [the number of ranks]")
     t.add_argument("--threads", type=int, help="torch CPU threads [torch's default]; stored in the run and "
                    "restored by --resume (the count changes the numbers)")
     r = p.add_argument_group("run")
@@ -136,17 +147,42 @@ def build_flow(model: str, theory, hyper: dict):
 
 
 def main(argv: list[str] | None = None) -> int:
+    from samplers import distributed
+
     parser = build_parser()
     args = parser.parse_args(argv)
-    return run_reporting_errors(parser.prog, lambda: run(args, parser),
-                                "the run folder keeps the last checkpoint; continue with --resume",
-                                errors=(ValueError, OSError, RuntimeError))
+    rank = distributed.group_from_env().rank if "RANK" in os.environ else 0
+    try:
+        return run_reporting_errors(parser.prog if rank == 0 else f"{parser.prog} (rank {rank})",
+                                    lambda: run_on_rank(args, parser, rank),
+                                    "the run folder keeps the last checkpoint; continue with --resume",
+                                    errors=(ValueError, OSError, RuntimeError))
+    finally:
+        distributed.leave()
+
+
+def run_on_rank(args, parser, rank: int) -> int:
+    """``run``; on a rank > 0 under torchrun, the errors every rank meets together (bad input and
+    settings, a diverged loss) exit without a word, rank 0 says them once. Errors that
+    may be a rank's own (OSError, RuntimeError) are said by that rank, tagged with its number."""
+    from samplers.training import TrainingError
+
+    if rank == 0:
+        return run(args, parser)
+    try:
+        return run(args, parser)
+    except (ValueError, TrainingError):  # UsageError included
+        # torchrun stops the other ranks as soon as one exits: give rank 0 the time to say the error
+        time.sleep(RANK_EXIT_DELAY_S)
+        return 2
 
 
 def run(args, parser) -> int:
+    from samplers import distributed
     from samplers.training import train
 
     merge_config(args, parser, paths=("out", "ensemble"))
+    group = distributed.join()
     if args.out is None:
         raise UsageError("--out is required (the run folder)")
     out = args.out
@@ -160,20 +196,26 @@ def run(args, parser) -> int:
         raise UsageError(f"{out} exists; use --resume to continue it or --overwrite to replace it")
 
     if args.resume:
-        setup = resume_setup(args, out)
+        setup = resume_setup(args, out, group)
         if setup is None:
             return 0
         flow, config, start = setup
     else:
-        flow, config = new_setup(args)
+        flow, config = new_setup(args, group)
         start = 0
-        if exists:
-            shutil.rmtree(out) if out.is_dir() else out.unlink()
+    if config.shards % group.world:
+        raise UsageError(f"--shards {config.shards}: {group.world} ranks cannot share {config.shards} batch shards; "
+                         f"use a number of ranks that divides it")
+    distributed.barrier(group)  # every rank has checked the folder before rank 0 changes it
+    if exists and not args.resume and group.main:
+        shutil.rmtree(out) if out.is_dir() else out.unlink()
 
-    quiet = bool(args.quiet)
+    quiet = bool(args.quiet) or not group.main
     if not quiet:
-        print_header(flow, config, out, start)
+        print_header(flow, config, out, start, group)
     summary = train(flow, config, out, resume=start > 0, progress=not quiet and sys.stderr.isatty())
+    if summary is None:  # a rank > 0
+        return 0
     if summary["warning"]:
         print(f"warning: {summary['warning']}", file=sys.stderr)
     if not quiet:
@@ -181,7 +223,7 @@ def run(args, parser) -> int:
     return 0
 
 
-def new_setup(args):
+def new_setup(args, group):
     """The model (initial parameters from --seed) and settings of a new run."""
     import torch
 
@@ -195,6 +237,7 @@ def new_setup(args):
         defaults["objective"] = "dsm"
         small = theory.n_dof <= DIFFUSION_EVAL["max_dof"]
         defaults["eval_batch"] = DIFFUSION_EVAL["eval_batch"] if small else 0
+    defaults["shards"] = group.world
     values = {k: getattr(args, k) if getattr(args, k) is not None else v for k, v in defaults.items()}
     # the thread count changes the numbers (the order of reductions): stored, so --resume restores it
     threads = args.threads if args.threads is not None else torch.get_num_threads()
@@ -207,7 +250,7 @@ def new_setup(args):
     return build_flow(config.model, theory, config.hyper), config
 
 
-def resume_setup(args, out: Path):
+def resume_setup(args, out: Path, group):
     """(model, settings, step) to continue the run in ``out``, or None if it is already trained to
     --steps. The command line may repeat the run's settings; a different value is a UsageError."""
     import torch
@@ -227,22 +270,27 @@ def resume_setup(args, out: Path):
     config = TrainConfig(**{**stored, "steps": args.steps or stored["steps"]})
     config.check()
     if config.steps <= ckpt["step"]:
-        print(f"{out} is already trained for {ckpt['step']} steps (>= --steps {config.steps})")
+        if group.main:
+            print(f"{out} is already trained for {ckpt['step']} steps (>= --steps {config.steps})")
         return None
     if ckpt.get("torch_version", torch.__version__) != torch.__version__:
-        print(f"note: {out} was trained with torch {ckpt['torch_version']}, this is {torch.__version__}: the "
-              f"continuation may differ in the last bits from an uninterrupted run", file=sys.stderr)
+        if group.main:
+            print(f"note: {out} was trained with torch {ckpt['torch_version']}, this is {torch.__version__}: the "
+                  f"continuation may differ in the last bits from an uninterrupted run", file=sys.stderr)
     return build_flow(ckpt["model"], theory, ckpt["hyper"]), config, ckpt["step"]
 
 
-def print_header(flow, config, out: Path, start: int) -> None:
+def print_header(flow, config, out: Path, start: int, group) -> None:
     """What is about to run: the training, then the final evaluation (for a diffusion model the
     slow part: exact PF-ODE densities), so that its cost is no surprise."""
     theory = flow.theory
     what = ", ".join(f"{k}={v}" for k, v in theory.params().items())
     steps = f"steps {start} -> {config.steps}" if start else f"{config.steps} steps"
+    ranks = f" on {group.world} ranks" if group.world > 1 else ""
+    shards = f" in {config.shards} shards" if config.shards > 1 else ""
     print(f"{'resuming' if start else 'training'} {flow.name} ({config.objective}) for {theory.name} ({what}) on "
-          f"{'x'.join(map(str, theory.shape))}: {steps}, batch {config.batch_size}, threads {config.threads} -> {out}")
+          f"{'x'.join(map(str, theory.shape))}: {steps}, batch {config.batch_size}{shards}{ranks}, threads "
+          f"{config.threads} -> {out}")
     if config.eval_batch and hasattr(flow, "dsm_loss"):
         print(f"then the final evaluation: {config.eval_batch} PF-ODE samples with exact densities "
               f"(a full {theory.n_dof} x {theory.n_dof} Jacobian per ODE step and sample; can take longer than "

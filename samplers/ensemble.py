@@ -192,16 +192,16 @@ class Ensemble:
     diagnostics: dict
 
 
-def read_ensemble(path: str | os.PathLike, start: int = 0, stop: int | None = None) -> Ensemble:
-    """The valid configurations [start:stop], diagnostics and attributes of an ensemble file."""
+def read_ensemble(path: str | os.PathLike, start: int = 0, stop: int | None = None, step: int = 1) -> Ensemble:
+    """The valid configurations [start:stop:step], diagnostics and attributes of an ensemble file."""
     with open_ensemble(path) as f:
         n = n_stored(f)
         stop = n if stop is None else min(stop, n)
         if f.swmr_mode:
             for d in [f["configs"], *f["diagnostics"].values()]:
                 d.refresh()
-        return Ensemble(attrs_of(f), f["configs"][start:stop],
-                        {k: d[start:stop] for k, d in f["diagnostics"].items()})
+        rows = slice(start, max(start, stop), step)
+        return Ensemble(attrs_of(f), f["configs"][rows], {k: d[rows] for k, d in f["diagnostics"].items()})
 
 
 def load_state(f: h5py.File) -> ChainState:

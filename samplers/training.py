@@ -29,6 +29,12 @@ Reproducibility: a resumed run computes the same numbers as an uninterrupted one
 changes them is in the checkpoint: the settings (TrainConfig, including the torch CPU thread count,
 which changes the order of floating-point reductions), the optimizer, scheduler and RNG states.
 
+Several processes (torchrun, samplers/distributed.py): the global batch is drawn as ``shards`` shards,
+each with generators seeded by (seed, shard) alone and spread over the ranks; DistributedDataParallel
+averages the gradients. Rank 0 alone writes the run folder; the NaN guard reads the loss averaged over
+all ranks, so every rank stops at the same step. A run gives the same numbers on any number of ranks
+that divides ``shards`` (up to the rounding of the gradient sum), and resumes on any such number.
+
 The summary (summary.json) carries a ``warning`` (None if all is well) when training looks diverged;
 see ``training_warning`` for the criterion. Writes that fail for want of room (ENOSPC, EFBIG: a full
 disk or a file-size limit) end training with a TrainingError that says so, keeping the last complete
@@ -36,6 +42,7 @@ checkpoint.
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import io
 import json
@@ -53,6 +60,8 @@ from tqdm import tqdm
 from lattice import __version__, theory_from_attrs
 from lattice.cli import theory_identity
 
+from . import distributed
+from .distributed import Shard
 from .flows import Flow, build_model
 from .flows.nets import keep_freed_memory
 from .weights import ess_fraction, imh_acceptance
@@ -85,6 +94,7 @@ class TrainConfig:
     eval_batch: int = 4096  # model samples for the final ESS / acceptance (0: none)
     physics_weight: float = 0.0  # dsm: weight of the known-score term at t_min
     threads: int | None = None  # torch CPU threads (None: leave torch's setting); part of the numbers
+    shards: int = 1  # the global batch drawn as this many shards of batch_size / shards (distributed.py)
 
     def check(self) -> None:
         if self.objective not in OBJECTIVES:
@@ -106,6 +116,8 @@ class TrainConfig:
             raise ValueError(f"--dtype must be float32 or float64, got {self.dtype!r}")
         if self.threads is not None and self.threads < 1:
             raise ValueError(f"--threads must be >= 1, got {self.threads}")
+        if self.shards < 1 or self.batch_size % self.shards:
+            raise ValueError(f"--shards must be >= 1 and divide --batch-size {self.batch_size}, got {self.shards}")
 
 
 # ------------------------------------------------------------------------------------ objectives
@@ -179,14 +191,14 @@ def objective_for(flow, config: "TrainConfig"):
 
 # ------------------------------------------------------------------------------------ checkpoints
 def save_checkpoint(path: Path, flow: Flow, config: TrainConfig, step: int, optimizer, scheduler,
-                    generator: torch.Generator, data_rng: np.random.Generator, extra: dict | None = None) -> None:
-    """Everything needed to rebuild the model and continue training, written atomically."""
+                    shard_states: list[dict], extra: dict | None = None) -> None:
+    """Everything needed to rebuild the model and continue training, written atomically.
+    ``shard_states``: the generator states of every shard of the batch, in shard order."""
     ckpt = {
         "format": FORMAT, "version": __version__, "model": flow.name, "hyper": flow.hyper,
         "theory": theory_identity(flow.theory), "config": asdict(config), "step": step,
         "state_dict": flow.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-        "generator": generator.get_state(), "data_rng": data_rng.bit_generator.state,
-        "torch_version": torch.__version__, **(extra or {}),
+        "shards": shard_states, "torch_version": torch.__version__, **(extra or {}),
     }
     buffer = io.BytesIO()  # serialized in memory, so that a failed write is a Python OSError with its errno
     torch.save(ckpt, buffer)
@@ -269,16 +281,18 @@ def _scheduler(optimizer, config: TrainConfig):
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-def load_ensemble(path: str, theory, device, dtype) -> torch.Tensor:
-    """The configurations of an ensemble of ``theory`` as a tensor (ValueError if of another theory)."""
+def load_ensemble(path: str, theory, device, dtype, part: int = 0, parts: int = 1) -> torch.Tensor:
+    """Configurations part, part + parts, part + 2 parts, ... of an ensemble of ``theory`` as a tensor
+    (all of them for one part; ValueError if of another theory or if the part is empty)."""
     from samplers.ensemble import read_ensemble
 
-    ens = read_ensemble(path)
+    ens = read_ensemble(path, start=part, step=parts)
     if theory_from_attrs(ens.attrs) != theory:
         raise ValueError(f"{path} holds {ens.attrs['theory']} {ens.attrs['params']} on "
                          f"{'x'.join(map(str, ens.attrs['shape']))}, not the model's theory")
     if len(ens.configs) == 0:
-        raise ValueError(f"{path} holds no configurations")
+        raise ValueError(f"{path} holds no configurations" if parts == 1 else
+                         f"{path} holds too few configurations for {parts} batch shards")
     return torch.as_tensor(ens.configs, device=device, dtype=dtype)
 
 
@@ -302,46 +316,50 @@ def evaluate(flow: Flow, n: int, batch_size: int, seed: int, progress: bool = Fa
             "var_log_w": float(np.var(log_w[np.isfinite(log_w)]))}
 
 
-def train(flow: Flow, config: TrainConfig, run_dir: Path, resume: bool = False, progress: bool = False) -> dict:
+def train(flow: Flow, config: TrainConfig, run_dir: Path, resume: bool = False,
+          progress: bool = False) -> dict | None:
     """Train ``flow`` in ``run_dir`` (checkpoint.pt, metrics.jsonl, summary.json); with ``resume``,
     continue from run_dir's checkpoint exactly where it stopped. ``config.threads``, if set, becomes
     torch's CPU thread count. A non-finite loss or parameters, or a full disk, end training with a
-    one-line TrainingError that says what is kept. Returns the summary."""
+    one-line TrainingError that says what is kept. Under torchrun every rank calls this, rank 0 alone
+    writes run_dir; returns the summary (None on the other ranks)."""
     config.check()
     run_dir = Path(run_dir)
+    group = distributed.join()
     with _disk_full_is_a_training_error(run_dir):
-        run_dir.mkdir(parents=True, exist_ok=True)
-        return _train(flow, config, run_dir, resume, progress)
+        if group.main:
+            run_dir.mkdir(parents=True, exist_ok=True)
+        return _train(flow, config, run_dir, resume, progress, group)
 
 
-def _train(flow: Flow, config: TrainConfig, run_dir: Path, resume: bool, progress: bool) -> dict:
+def _train(flow: Flow, config: TrainConfig, run_dir: Path, resume: bool, progress: bool,
+           group: distributed.Group) -> dict | None:
     """The body of ``train`` (run_dir exists)."""
     if config.threads is not None:
         torch.set_num_threads(config.threads)
-    device, dtype = torch.device(config.device), getattr(torch, config.dtype)
+    device, dtype = distributed.rank_device(config.device, group), getattr(torch, config.dtype)
     if device.type == "cpu":
         keep_freed_memory()  # page faults cost a training step up to a third (samplers/flows/nets.py)
     flow.to(device=device, dtype=dtype)
-    data = load_ensemble(config.ensemble, flow.theory, device, dtype) if config.ensemble else None
+    shards = _shards(config, flow.theory, group, device, dtype)
     optimizer = torch.optim.Adam(flow.parameters(), lr=config.lr)
     scheduler = _scheduler(optimizer, config)
-    generator = torch.Generator(device=device).manual_seed(config.seed)
-    data_rng = np.random.default_rng(config.seed)
-    objective = objective_for(flow, config)
-    step = _restore(run_dir, flow, optimizer, scheduler, generator, data_rng) if resume else 0
+    step = _restore(run_dir, flow, optimizer, scheduler, shards, group) if resume else 0
+    model = distributed.wrap(distributed.ObjectiveModule(flow, objective_for(flow, config)), group, device)
+    shard_size = config.batch_size // config.shards
 
     t_start = time.perf_counter()
-    elapsed0 = _last_metric(run_dir / METRICS, "time") if resume else 0.0
-    with open(run_dir / METRICS, "a") as log, \
-            tqdm(total=config.steps, initial=step, desc=f"{flow.name} {config.objective}", disable=not progress) as bar:
+    elapsed0 = _last_metric(run_dir / METRICS, "time") if resume and group.main else 0.0
+    with open(run_dir / METRICS if group.main else os.devnull, "a") as log, \
+            tqdm(total=config.steps, initial=step, desc=f"{flow.name} {config.objective}",
+                 disable=not (progress and group.main)) as bar:
         while step < config.steps:
-            batch = data[torch.as_tensor(data_rng.integers(0, len(data), config.batch_size), device=device)] \
-                if data is not None else None
-            loss, log_w = objective.loss(flow, config.batch_size, generator, batch)
+            optimizer.zero_grad(set_to_none=True)
+            loss, log_w = _accumulate_gradients(model, shards, shard_size, group)
+            loss = distributed.sum_over_ranks(loss, group) / config.shards  # the same on every rank
             if not torch.isfinite(loss):
                 raise TrainingError(f"the loss became {loss.item()} at step {step + 1}; {_what_is_kept(run_dir)}")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            log_w = None if log_w is None else distributed.cat_over_ranks(log_w, group)
             if config.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(flow.parameters(), config.grad_clip)
             optimizer.step()
@@ -354,21 +372,57 @@ def _train(flow: Flow, config: TrainConfig, run_dir: Path, resume: bool, progres
             if step % config.checkpoint_every == 0 or step == config.steps:
                 if not all(torch.isfinite(p).all() for p in flow.parameters()):
                     raise TrainingError(f"parameters became non-finite by step {step}; {_what_is_kept(run_dir)}")
-                save_checkpoint(run_dir / CHECKPOINT, flow, config, step, optimizer, scheduler, generator, data_rng)
-    summary = _summarize(flow, config, run_dir, step, progress)
+                states = distributed.gather_to_main([shard.state() for shard in shards], group)
+                if group.main:
+                    save_checkpoint(run_dir / CHECKPOINT, flow, config, step, optimizer, scheduler, states)
+    if not group.main:
+        return None
+    summary = _summarize(flow, config, run_dir, step, progress, group)
     write_atomically(run_dir / SUMMARY, (json.dumps(summary, indent=2) + "\n").encode())
     return summary
 
 
-def _restore(run_dir: Path, flow, optimizer, scheduler, generator, data_rng) -> int:
-    """Load run_dir's checkpoint into the training state; drop metrics written after it. Returns its step."""
+def _shards(config: TrainConfig, theory, group: distributed.Group, device, dtype) -> list[Shard]:
+    """This rank's shards of the batch, each with its generators and its part of the ensemble."""
+    shards = []
+    for r in distributed.local_shards(config.shards, group):
+        torch_seed, seq = distributed.shard_seeds(config.seed, r)
+        data = load_ensemble(config.ensemble, theory, device, dtype, part=r, parts=config.shards) \
+            if config.ensemble else None
+        shards.append(Shard(r, torch.Generator(device=device).manual_seed(torch_seed), np.random.default_rng(seq), data))
+    return shards
+
+
+def _accumulate_gradients(model, shards: list[Shard], shard_size: int, group: distributed.Group):
+    """Forward and backward over this rank's shards, gradients summed as the mean over them (DDP
+    averages over the ranks at the last shard's backward). Returns (sum of the shards' losses,
+    their log-weights concatenated, or None)."""
+    losses, log_ws = [], []
+    for i, shard in enumerate(shards):
+        last = i == len(shards) - 1
+        with model.no_sync() if group.world > 1 and not last else contextlib.nullcontext():
+            loss, log_w = model(shard_size, shard.generator, shard.data_batch(shard_size))
+            # backward before the check of the loss: a rank must not skip the collective of DDP's backward
+            (loss / len(shards)).backward()
+        losses.append(loss.detach())
+        log_ws.append(log_w)
+    log_w = None if log_ws[0] is None else torch.cat(log_ws)
+    return torch.stack(losses).sum(), log_w
+
+
+def _restore(run_dir: Path, flow, optimizer, scheduler, shards: list[Shard], group: distributed.Group) -> int:
+    """Load run_dir's checkpoint into the training state (every rank reads it; rank 0 drops the
+    metrics written after it). Returns its step."""
     ckpt = read_checkpoint(run_dir)
     flow.load_state_dict(ckpt["state_dict"])
     optimizer.load_state_dict(ckpt["optimizer"])
     scheduler.load_state_dict(ckpt["scheduler"])
-    generator.set_state(ckpt["generator"])
-    data_rng.bit_generator.state = ckpt["data_rng"]
-    _truncate_metrics(run_dir / METRICS, ckpt["step"])
+    # a checkpoint from before shards holds the one shard's states under these keys
+    states = ckpt["shards"] if "shards" in ckpt else [{"generator": ckpt["generator"], "data_rng": ckpt["data_rng"]}]
+    for shard in shards:
+        shard.set_state(states[shard.index])
+    if group.main:
+        _truncate_metrics(run_dir / METRICS, ckpt["step"])
     return ckpt["step"]
 
 
@@ -391,7 +445,8 @@ def _show(bar, record: dict) -> None:
     bar.set_postfix(shown, refresh=False)
 
 
-def _summarize(flow, config: TrainConfig, run_dir: Path, step: int, progress: bool) -> dict:
+def _summarize(flow, config: TrainConfig, run_dir: Path, step: int, progress: bool,
+               group: distributed.Group) -> dict:
     """The final evaluation on ``eval_batch`` fresh samples and the summary of the run."""
     t_eval = time.perf_counter()
     chunk = DIFFUSION_EVAL_CHUNK if hasattr(flow, "dsm_loss") else config.batch_size
@@ -403,7 +458,7 @@ def _summarize(flow, config: TrainConfig, run_dir: Path, step: int, progress: bo
             "final_loss": last.get("loss", math.nan), "train_time_s": last.get("time", 0.0),
             "ess": final["ess"], "acceptance": final["acceptance"], "var_log_w": final["var_log_w"],
             "eval_samples": final["n"], "eval_time_s": time.perf_counter() - t_eval,
-            "threads": torch.get_num_threads(), "warning": training_warning(history, final),
+            "threads": torch.get_num_threads(), "ranks": group.world, "shards": config.shards, "warning": training_warning(history, final),
             **theory_identity(flow.theory)}
 
 
