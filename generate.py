@@ -425,7 +425,7 @@ def run_on_workers(args, chains: int, first: int, workers: int | None) -> int:
 
     import generate as this  # run_block pickled by its module's name, also under python -m generate
     from samplers.chain import set_lines
-    from samplers.executors import make_executor, mpi_workers, split_chains
+    from samplers.executors import fatal_reports, make_executor, mpi_workers, split_chains
 
     if args.executor == "mpi":
         available = mpi_workers()
@@ -436,7 +436,7 @@ def run_on_workers(args, chains: int, first: int, workers: int | None) -> int:
     blocks = split_chains(first, chains, workers)
     as_set = chains > 1 or first > 0  # the files of a set are NAME.chain{k}.h5 whatever block they are in
     t0 = time.perf_counter()
-    results, lost = {}, None
+    results, lost, reports = {}, None, []
     with make_executor(args.executor, len(blocks)) as pool:
         tasks = {pool.submit(this.run_block, [*args.argv, "--first-chain", str(k0), "--chains", str(n),
                                               "--workers", "1", "--executor", "local", "--quiet"], as_set): k0
@@ -446,16 +446,23 @@ def run_on_workers(args, chains: int, first: int, workers: int | None) -> int:
                 results[tasks[task]] = task.result()
             except BrokenExecutor as e:
                 lost = e
+        if lost is not None:
+            reports = fatal_reports(pool)
     wall = time.perf_counter() - t0
     paths = chain_paths(args.out, chains, first, as_set=as_set)
     if lost is not None:
-        unfinished = [k for k, path in paths if not _finished(path)]
+        unfinished = ", ".join(str(k) for k, path in paths if not _finished(path)) or "none"
+        if reports:  # a worker ended itself after a failed write (disk full), and said why
+            more = f"; {len(reports)} workers stopped so" if len(reports) > 1 else ""
+            raise UsageError(f"{reports[0]} (chains {unfinished} did not finish{more})")
         raise UsageError(f"a worker process ended before its chains were done ({type(lost).__name__}: killed, or "
-                         f"out of memory?); chains {', '.join(map(str, unfinished)) or 'none'} did not finish; "
+                         f"out of memory?); chains {unfinished} did not finish; "
                          "every file holds its chain up to the last flush; continue with --resume")
     errors = [results[k0][1] for k0, _ in blocks if results[k0][0] != 0]
-    for line in dict.fromkeys(e for e in errors if e):  # the same bad input fails every block alike
-        print(line, file=sys.stderr)
+    lines = list(dict.fromkeys(e for e in errors if e))  # the same bad input fails every block alike
+    if lines:  # one line: the first block's error, and how many others failed otherwise
+        others = f" ({len(lines) - 1} other blocks of chains failed too)" if len(lines) > 1 else ""
+        print(lines[0] + others, file=sys.stderr)
     if errors:
         return max(results[k0][0] for k0, _ in blocks)
     finished = sorted((f for k0, _ in blocks for f in results[k0][2]), key=lambda f: f[0])
@@ -488,6 +495,7 @@ def run_block(argv: list[str], as_set: bool) -> tuple[int, str, list]:
     import io
 
     from samplers.ensemble import WriteError
+    from samplers.executors import report_fatal
 
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -498,7 +506,7 @@ def run_block(argv: list[str], as_set: bool) -> tuple[int, str, list]:
         try:
             return run(args, parser)
         except WriteError as e:
-            print(f"{parser.prog}: error: {e}", file=sys.__stderr__, flush=True)
+            report_fatal(str(e), parser.prog)
             os._exit(2)
 
     with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):

@@ -11,14 +11,23 @@ at the same device, dtype and proposal batch, what chain sets guarantee anyway).
                 mpiexec -n W+1 python -m mpi4py.futures -m generate ... --executor mpi
             (rank 0 runs the command and hands out the blocks; ranks 1..W are the workers; under
             SLURM ``srun -n W+1 python -m mpi4py.futures -m generate ...``)
+
+Threads: the local workers share this machine's cores, so each runs its Numba kernels on
+cores // W threads (at least 1) unless NUMBA_NUM_THREADS is set; MPI ranks take NUMBA_NUM_THREADS
+from the launch (one node's cores over its ranks is the user's to set). The thread count does not
+change a chain's numbers.
 """
 from __future__ import annotations
 
 import multiprocessing
+import os
 import sys
+import threading
+import time
 from concurrent.futures import Executor, ProcessPoolExecutor
 
 EXECUTORS = ("local", "mpi")
+PARENT_POLL_S = 0.5  # how often a local worker checks that its main process is alive
 _TRACKER_QUIET = "ignore::UserWarning:multiprocessing.resource_tracker"
 MPI_LAUNCH = "mpiexec -n W+1 python -m mpi4py.futures -m generate ... --executor mpi"
 
@@ -62,9 +71,64 @@ def make_executor(kind: str, workers: int) -> Executor:
         # would say so in a warning at exit: the run's own one-line error says what happened
         if _TRACKER_QUIET not in sys.warnoptions:
             sys.warnoptions.append(_TRACKER_QUIET)  # the tracker process takes the -W options from here
-        return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+        context = multiprocessing.get_context("spawn")
+        reports = context.SimpleQueue()
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_start_local_worker,
+                                   initargs=(local_worker_threads(workers), reports))
+        pool.fatal_reports = reports  # what workers said before ending themselves (report_fatal)
+        return pool
     if kind == "mpi":
         from mpi4py.futures import MPIPoolExecutor
 
         return MPIPoolExecutor(max_workers=workers)
     raise ExecutorError(f"unknown executor {kind!r} (one of {', '.join(EXECUTORS)})")
+
+
+def local_worker_threads(workers: int) -> int | None:
+    """Numba threads of each of ``workers`` local workers: this process's cores // workers (at least
+    1), or None where NUMBA_NUM_THREADS is set (the user's choice, inherited by the workers)."""
+    if "NUMBA_NUM_THREADS" in os.environ:
+        return None
+    return max(1, len(os.sched_getaffinity(0)) // max(1, workers))
+
+
+_reports = None  # in a local worker: the queue of report_fatal
+
+
+def _start_local_worker(threads: int | None, reports) -> None:
+    """A local worker's initializer: its Numba thread count, its channel for report_fatal, and a
+    watch on the main process: a worker whose main process is gone (killed) ends itself."""
+    global _reports
+    _reports = reports
+    threading.Thread(target=_end_with_parent, args=(os.getppid(),), daemon=True).start()
+    if threads is not None:
+        import numba
+
+        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+
+
+def _end_with_parent(parent: int) -> None:
+    """End this process once its parent is gone (it is then re-parented): a chain file is safe from
+    such an end as from a SIGKILL, and no orphan goes on writing a set its user thinks stopped."""
+    while os.getppid() == parent:
+        time.sleep(PARENT_POLL_S)
+    os._exit(3)
+
+
+def report_fatal(message: str, prog: str) -> None:
+    """Say why this worker is about to end itself (os._exit after a failed write): to the main
+    process of a local pool, which puts it in its one-line error (fatal_reports); elsewhere (an MPI
+    rank, whose end aborts the launch) as ``prog``'s error line on stderr."""
+    if _reports is not None:
+        _reports.put(message)  # a SimpleQueue writes to its pipe at once, before the exit
+    else:
+        print(f"{prog}: error: {message}", file=sys.__stderr__, flush=True)
+
+
+def fatal_reports(executor: Executor) -> list[str]:
+    """What the workers of ``executor`` said with report_fatal (local pools; [] for MPI)."""
+    reports = getattr(executor, "fatal_reports", None)
+    found = []
+    while reports is not None and not reports.empty():
+        found.append(reports.get())
+    return found

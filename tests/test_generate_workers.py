@@ -1,7 +1,10 @@
 """python -m generate --workers W [--executor local|mpi]: the chains of a set in blocks over worker
 processes write the files of one process, bit for bit; a killed worker ends the run with one line
-naming the unfinished chains, and --resume completes them bit for bit. Real processes throughout
-(a spawn process pool; mpiexec with 3 ranks)."""
+naming the unfinished chains, and --resume completes them bit for bit; so does a full disk in a worker;
+a second run on a set being written is one line. Real processes throughout (a spawn process pool;
+mpiexec with 3 ranks)."""
+import os
+import resource
 import shutil
 import signal
 import subprocess
@@ -14,7 +17,7 @@ import numpy as np
 import pytest
 
 from samplers.ensemble import open_ensemble
-from samplers.executors import split_chains
+from samplers.executors import local_worker_threads, split_chains
 from tests.cli import ENV, ROOT, run_cli
 
 U1_SMALL = ["--theory", "u1", "--L", "4", "--beta", "2", "--n-therm", "20", "--seed", "3", "--n-configs", "60"]
@@ -103,6 +106,79 @@ def test_a_killed_worker_ends_the_run_in_one_line_and_resume_completes_every_cha
     assert code == 0, err
     for k in range(4):
         assert_same_files(tmp_path / f"k.chain{k}.h5", tmp_path / f"r.chain{k}.h5")
+
+
+def test_a_full_disk_in_a_worker_is_one_line_and_resume_completes_every_chain(tmp_path):
+    """Every file limited to 1.2 MB (RLIMIT_FSIZE, inherited by the workers), as on a full disk: the
+    worker that fails says why through the pool, the run ends in that one line naming the unfinished
+    chains, and --resume with room completes every chain bit for bit."""
+    args = ["--theory", "u1", "--L", "8", "--beta", "2", "--n-therm", "20", "--seed", "3", "--chains", "3",
+            "--n-configs", "2500", "--flush-seconds", "0"]
+
+    def small_disk():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1_200_000, 1_200_000))
+
+    p = subprocess.run([sys.executable, "-m", "generate", *args, "--workers", "2", "--out", str(tmp_path / "f.h5")],
+                       cwd=ROOT, env=ENV, capture_output=True, text=True, preexec_fn=small_disk, timeout=300)
+    assert p.returncode == 2 and p.stderr.count("\n") == 1, p.stderr
+    assert "write failed (disk full)" in p.stderr and "did not finish" in p.stderr and "--resume" in p.stderr
+    held = [stored(tmp_path / f"f.chain{k}.h5") for k in range(3)]
+    assert 0 < min(held) and max(held) < 2500
+    code, _, err = run_cli("generate", *args, "--workers", "2", "--resume", "--quiet", "--out", tmp_path / "f.h5")
+    assert code == 0, err
+    assert run_cli("generate", *args, "--quiet", "--out", tmp_path / "r.h5")[0] == 0
+    for k in range(3):
+        assert_same_files(tmp_path / f"f.chain{k}.h5", tmp_path / f"r.chain{k}.h5")
+
+
+def test_a_second_worker_run_on_a_set_being_written_is_one_line_and_leaves_it_intact(tmp_path):
+    args = ["--theory", "u1", "--L", "8", "--beta", "2", "--n-therm", "20", "--seed", "3", "--chains", "3",
+            "--n-configs", "200000", "--every", "20", "--flush-seconds", "0.1", "--workers", "2",
+            "--out", tmp_path / "s.h5"]
+    first = subprocess.Popen([sys.executable, "-m", "generate", *map(str, args), "--quiet"], cwd=ROOT, env=ENV,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 120
+        while min(stored(tmp_path / f"s.chain{k}.h5") for k in range(3)) < 10 and time.time() < deadline:
+            time.sleep(0.05)
+        code, _, err = run_cli("generate", *args, "--resume")
+        assert code == 2 and err.count("\n") == 1, err
+        assert "is being written by another process" in err and "1 other blocks of chains failed too" in err
+        assert first.poll() is None  # the first run goes on
+    finally:
+        first.kill()  # its workers end with it
+        first.communicate(timeout=60)
+    assert min(stored(tmp_path / f"s.chain{k}.h5") for k in range(3)) >= 10
+
+
+def test_workers_end_with_their_killed_main_process_and_leave_every_file_readable(tmp_path):
+    args = ["--theory", "u1", "--L", "8", "--beta", "2", "--n-therm", "20", "--seed", "3", "--chains", "2",
+            "--n-configs", "200000", "--every", "20", "--flush-seconds", "0.1", "--workers", "2", "--quiet",
+            "--out", tmp_path / "o.h5"]
+    proc = subprocess.Popen([sys.executable, "-m", "generate", *map(str, args)], cwd=ROOT, env=ENV,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while min(stored(tmp_path / f"o.chain{k}.h5") for k in range(2)) < 10 and time.time() < deadline:
+        time.sleep(0.05)
+    workers = subprocess.run(["pgrep", "-P", str(proc.pid), "-f", "spawn_main"], capture_output=True, text=True)
+    pids = [int(pid) for pid in workers.stdout.split()]
+    assert len(pids) == 2
+    proc.kill()
+    proc.wait()
+    deadline = time.time() + 30
+    while any(Path(f"/proc/{pid}").exists() for pid in pids) and time.time() < deadline:
+        time.sleep(0.1)
+    assert not any(Path(f"/proc/{pid}/cmdline").exists() and b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()
+                   for pid in pids)  # no orphan goes on writing
+    assert min(stored(tmp_path / f"o.chain{k}.h5") for k in range(2)) >= 10
+
+def test_local_workers_share_the_cores_in_numba_threads(monkeypatch):
+    monkeypatch.delenv("NUMBA_NUM_THREADS", raising=False)
+    cores = len(os.sched_getaffinity(0))
+    assert local_worker_threads(2) == max(1, cores // 2) and local_worker_threads(cores + 1) == 1
+    monkeypatch.setenv("NUMBA_NUM_THREADS", "1")
+    assert local_worker_threads(2) is None  # the user's setting, inherited as it is
 
 
 def test_the_mpi_executor_outside_an_mpi_launch_is_one_line(tmp_path):
