@@ -421,7 +421,7 @@ def run_on_workers(args, chains: int, first: int, workers: int | None) -> int:
     set's summary. A worker that dies (SIGKILL, out of memory) ends the run with one line naming the
     chains that did not finish: every file keeps what was flushed, and --resume completes them."""
     import time
-    from concurrent.futures import BrokenExecutor, as_completed
+    from concurrent.futures import FIRST_COMPLETED, BrokenExecutor, wait
 
     import generate as this  # run_block pickled by its module's name, also under python -m generate
     from samplers.chain import set_lines
@@ -435,21 +435,26 @@ def run_on_workers(args, chains: int, first: int, workers: int | None) -> int:
         workers = workers or available
     blocks = split_chains(first, chains, workers)
     as_set = chains > 1 or first > 0  # the files of a set are NAME.chain{k}.h5 whatever block they are in
+    paths = chain_paths(args.out, chains, first, as_set=as_set)
     t0 = time.perf_counter()
     results, lost, reports = {}, None, []
-    with make_executor(args.executor, len(blocks)) as pool:
+    with make_executor(args.executor, len(blocks)) as pool, \
+            FlushedProgress([p for _, p in paths], len(blocks), not args.quiet and sys.stderr.isatty()) as progress:
         tasks = {pool.submit(this.run_block, [*args.argv, "--first-chain", str(k0), "--chains", str(n),
                                               "--workers", "1", "--executor", "local", "--quiet"], as_set): k0
                  for k0, n in blocks}
-        for task in as_completed(tasks):
-            try:
-                results[tasks[task]] = task.result()
-            except BrokenExecutor as e:
-                lost = e
+        pending = set(tasks)
+        while pending:
+            done, pending = wait(pending, timeout=progress.interval, return_when=FIRST_COMPLETED)
+            for task in done:
+                try:
+                    results[tasks[task]] = task.result()
+                except BrokenExecutor as e:
+                    lost = e
+            progress.update()
         if lost is not None:
             reports = fatal_reports(pool)
     wall = time.perf_counter() - t0
-    paths = chain_paths(args.out, chains, first, as_set=as_set)
     if lost is not None:
         unfinished = ", ".join(str(k) for k, path in paths if not _finished(path)) or "none"
         if reports:  # a worker ended itself after a failed write (disk full), and said why
@@ -476,15 +481,52 @@ def run_on_workers(args, chains: int, first: int, workers: int | None) -> int:
     return 0
 
 
-def _finished(path: Path) -> bool:
-    """Whether the chain file ``path`` holds all the configurations it was asked for."""
+class FlushedProgress:
+    """The progress bar of a set on workers: the configurations flushed to the chains' files (the
+    workers' own bars are off), read every ``interval`` seconds, at least 20 times the last read's
+    time, so that polling many files costs the run little."""
+
+    def __init__(self, paths: list[Path], workers: int, show: bool):
+        from tqdm import tqdm
+
+        self.paths, self.show, self.interval = paths, show, 1.0
+        self.bar = tqdm(total=0, desc=f"{len(paths)} chains on {workers} workers (flushed)", unit="cfg",
+                        disable=not show)
+
+    def update(self) -> None:
+        if not self.show:
+            return
+        import time
+
+        t0 = time.perf_counter()
+        counts = [_counts(p) for p in self.paths]
+        self.bar.total = sum(target for _, target in counts)
+        self.bar.n = sum(stored for stored, _ in counts)
+        self.bar.refresh()
+        self.interval = max(1.0, 20 * (time.perf_counter() - t0))
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.bar.close()
+
+
+def _counts(path: Path) -> tuple[int, int]:
+    """(configurations flushed, configurations asked for) of a chain file; (0, 0) if not yet readable."""
     from samplers.ensemble import EnsembleError, open_ensemble
 
     try:
         with open_ensemble(path) as f:
-            return int(f["state/counters"][0]) >= int(f.attrs["n_configs"])
+            return int(f["state/counters"][0]), int(f.attrs["n_configs"])
     except (EnsembleError, KeyError, OSError):
-        return False
+        return 0, 0
+
+
+def _finished(path: Path) -> bool:
+    """Whether the chain file ``path`` holds all the configurations it was asked for."""
+    stored, target = _counts(path)
+    return target > 0 and stored >= target
 
 
 def run_block(argv: list[str], as_set: bool) -> tuple[int, str, list]:

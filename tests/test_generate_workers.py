@@ -3,12 +3,16 @@ processes write the files of one process, bit for bit; a killed worker ends the 
 naming the unfinished chains, and --resume completes them bit for bit; so does a full disk in a worker;
 a second run on a set being written is one line. Real processes throughout (a spawn process pool;
 mpiexec with 3 ranks)."""
+import fcntl
 import os
+import pty
 import resource
 import shutil
 import signal
+import struct
 import subprocess
 import sys
+import termios
 import time
 from pathlib import Path
 
@@ -172,6 +176,29 @@ def test_workers_end_with_their_killed_main_process_and_leave_every_file_readabl
     assert not any(Path(f"/proc/{pid}/cmdline").exists() and b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()
                    for pid in pids)  # no orphan goes on writing
     assert min(stored(tmp_path / f"o.chain{k}.h5") for k in range(2)) >= 10
+
+def test_a_set_on_workers_shows_the_flushed_configurations_on_a_terminal(tmp_path):
+    """stderr on a pseudo-terminal (120 columns): the main process's bar counts what the workers flushed."""
+    main, terminal = pty.openpty()
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+    proc = subprocess.Popen([sys.executable, "-m", "generate", *U1_SMALL, "--chains", "3", "--workers", "2",
+                             "--n-configs", "3000", "--flush-seconds", "0.2", "--out", str(tmp_path / "p.h5")],
+                            cwd=ROOT, env=ENV, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=terminal)
+    os.close(terminal)
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(main, 4096)
+        except OSError:  # the terminal closed: the run ended
+            break
+        if not chunk:
+            break
+        shown += chunk
+    os.close(main)
+    assert proc.wait(timeout=120) == 0
+    bar = shown.decode(errors="replace")
+    assert "3 chains on 2 workers (flushed)" in bar and "9000/9000" in bar, bar[-500:]
+
 
 def test_local_workers_share_the_cores_in_numba_threads(monkeypatch):
     monkeypatch.delenv("NUMBA_NUM_THREADS", raising=False)
