@@ -375,10 +375,13 @@ def _train(flow: Flow, config: TrainConfig, run_dir: Path, resume: bool, progres
                 states = distributed.gather_to_main([shard.state() for shard in shards], group)
                 if group.main:
                     save_checkpoint(run_dir / CHECKPOINT, flow, config, step, optimizer, scheduler, states)
-    if not group.main:
-        return None
-    summary = _summarize(flow, config, run_dir, step, progress, group)
-    write_atomically(run_dir / SUMMARY, (json.dumps(summary, indent=2) + "\n").encode())
+    summary = None
+    if group.main:
+        summary = _summarize(flow, config, run_dir, step, progress, group)
+        write_atomically(run_dir / SUMMARY, (json.dumps(summary, indent=2) + "\n").encode())
+    # every rank ends together: a torchrun node whose ranks ended early may shut its launcher down
+    # before the others, and a launcher that hosts the rendezvous must not go first
+    distributed.barrier(group)
     return summary
 
 

@@ -1,11 +1,12 @@
 """python -m train under torchrun (samplers/distributed.py), with real torchrun processes on CPU (gloo):
 two ranks train the parameters one process trains on the same shards of the same global batch, for
-every gradient estimator; rank 0 alone writes and prints; a run killed under torchrun resumes to the
+every gradient estimator, also as two torchrun nodes; rank 0 alone writes and prints; a run killed under torchrun resumes to the
 uninterrupted run, on two ranks or on one; a NaN on one rank stops every rank at the same step; bad
 input is one line from rank 0. Tiny 4 x 4 lattices."""
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -110,6 +111,29 @@ def test_two_ranks_train_the_parameters_of_one_process_drawing_the_same_shards(o
     assert read_checkpoint(tmp_path / "two")["config"]["shards"] == 2  # the default: one shard per rank
     assert_same_parameters(tmp_path / "one", tmp_path / "two")
     assert losses(tmp_path / "one") == pytest.approx(losses(tmp_path / "two"), rel=1e-5)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("localhost", 0))
+        return sock.getsockname()[1]
+
+
+def test_two_torchrun_nodes_train_the_parameters_of_one_process(tmp_path):
+    """Multi-node torchrun as on a cluster (one launcher per node, c10d rendezvous), both nodes here."""
+    args = [*PHI4, *REALNVP, *SMALL, "--steps", 8, "--dtype", "float64"]
+    endpoint = f"localhost:{free_port()}"
+    nodes = [subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc-per-node",
+                               "1", "--rdzv-backend", "c10d", "--rdzv-endpoint", endpoint, "--rdzv-id", "test",
+                               "-m", "train", *map(str, args), "--out", str(tmp_path / "nodes")], cwd=ROOT, env=ENV,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    for node in nodes:
+        rc, _, err = finish(node)
+        assert rc == 0, err
+    single = one_process(*args, "--shards", 2, "--out", tmp_path / "one")
+    assert single.returncode == 0, single.stderr
+    assert read_checkpoint(tmp_path / "nodes")["config"]["shards"] == 2
+    assert_same_parameters(tmp_path / "one", tmp_path / "nodes", rtol=0, atol=0)
 
 
 def test_rank_0_alone_prints_and_writes_the_run_folder(tmp_path):
