@@ -1,7 +1,6 @@
 """The SLURM scripts of the README (docs/cluster/*.sbatch) run as printed on one machine, with bash:
 a chain set under mpiexec, measured as replicas and resumed by a repeated job; a flow trained under
 torchrun and continued by a repeated job."""
-import os
 import subprocess
 
 from samplers.ensemble import read_ensemble
