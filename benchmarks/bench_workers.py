@@ -22,9 +22,10 @@ Each configuration is run twice as it is (N configurations) and twice with --n-c
 (the fixed start-up cost: everything but the chains' work), the repetitions interleaved. The table
 gives the best wall time of each (and the other one, so the noise shows), the CPU seconds of the
 run's processes (all of them, MPI ranks included), chains per second K / wall and its ratio to the
-single process, and the steady rate K N / (wall - start-up) with its ratio. The VM may be shared:
-before each run the benchmark waits (at most --max-wait s) for the rest of the machine to go quiet,
-and the "other load" column gives the largest share of the machine's CPU that other processes took
+single process, and the steady rate K N / (wall - start-up) with its ratio ("n/r", not resolved,
+where that difference is under 1 s or a quarter of the wall: --quick's runs are mostly start-up).
+The VM may be shared: before each run the benchmark waits (at most --max-wait s) for the rest of the
+machine to go quiet, and the "other load" column gives the largest share of the machine's CPU that other processes took
 during the row's runs (/proc/stat busy time minus this run's CPU): a row with a large one is suspect.
 
     PYTHONPATH=. python benchmarks/bench_workers.py            # about 12 min on the 2-core VM
@@ -36,6 +37,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import importlib.util
+import math
 import os
 import platform
 import resource
@@ -132,6 +134,10 @@ def mpi_available() -> str:
     return ""
 
 
+def fmt(x: float, spec: str) -> str:
+    return "n/r" if math.isnan(x) else format(x, spec)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="short runs (N / 5), W = 2 only, 50 training steps: "
@@ -189,19 +195,23 @@ def main() -> None:
             base = None
             for executor, W in configs:
                 run, start = sorted(walls[executor, W]["run"]), sorted(walls[executor, W]["start"])
-                steady = K * N / max(run[0][0] - start[0][0], 1e-9)
+                work = run[0][0] - start[0][0]  # resolved only if well above the noise of either
+                steady = K * N / work if work > max(1.0, 0.25 * run[0][0]) else math.nan
                 row = {"case": LABELS[case], "K": K, "N": N, "how": "one process" if executor is None else
                        f"--workers {W} --executor {executor}", "run": run, "start": start,
                        "chains_s": K / run[0][0], "steady": steady,
                        "other": max(t[2] for t in run + start)}
                 base = base or row
                 row["ratio"], row["steady_ratio"] = row["chains_s"] / base["chains_s"], steady / base["steady"]
+                if math.isnan(steady) or math.isnan(base["steady"]):
+                    row["steady_ratio"] = math.nan
                 rows.append(row)
                 print(f"# {row['case']}, {row['how']}: runs {', '.join(f'{t[0]:.2f} s ({t[1]:.1f} CPU s)' for t in run)}; "
                       f"start-up {', '.join(f'{t[0]:.2f} s ({t[1]:.1f} CPU s)' for t in start)}", flush=True)
     print(f"\n# total {time.perf_counter() - t_start:.0f} s; best of {args.repeats} (the other repeats in brackets); "
-          "CPU s: of the run's processes (best run); other load: the most CPU other processes took during any "
-          "of the row's runs, as a share of the machine\n")
+          "CPU s: of the run's processes (best run); steady: K N / (wall - start-up), n/r (not resolved) where "
+          "that difference is under 1 s or a quarter of the wall time; other load: the most CPU other processes "
+          "took during any of the row's runs, as a share of the machine\n")
     print("| case | K x N | how | wall s | CPU s | start-up s | chains/s | vs one process | steady configs/s | "
           "steady vs one process | other load |")
     print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
@@ -209,8 +219,8 @@ def main() -> None:
         def best(ts):
             return f"{ts[0][0]:.2f}" + (f" ({', '.join(f'{t[0]:.2f}' for t in ts[1:])})" if len(ts) > 1 else "")
         print(f"| {r['case']} | {r['K']} x {r['N']} | {r['how']} | {best(r['run'])} | {r['run'][0][1]:.1f} | "
-              f"{best(r['start'])} | {r['chains_s']:.3g} | {r['ratio']:.2f} | {r['steady']:.4g} | "
-              f"{r['steady_ratio']:.2f} | {100 * r['other']:.0f} % |")
+              f"{best(r['start'])} | {r['chains_s']:.3g} | {r['ratio']:.2f} | {fmt(r['steady'], '.4g')} | "
+              f"{fmt(r['steady_ratio'], '.2f')} | {100 * r['other']:.0f} % |")
 
 
 if __name__ == "__main__":
