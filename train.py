@@ -203,9 +203,7 @@ def run(args, parser) -> int:
     else:
         flow, config = new_setup(args, group)
         start = 0
-    if config.shards % group.world:
-        raise UsageError(f"--shards {config.shards}: {group.world} ranks cannot share {config.shards} batch shards; "
-                         f"use a number of ranks that divides it")
+    distributed.local_shards(config.shards, group)  # checked before rank 0 may replace the folder
     distributed.barrier(group)  # every rank has checked the folder before rank 0 changes it
     if exists and not args.resume and group.main:
         shutil.rmtree(out) if out.is_dir() else out.unlink()

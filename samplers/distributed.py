@@ -83,8 +83,8 @@ def rank_device(device: str, group: Group) -> torch.device:
 def local_shards(shards: int, group: Group) -> range:
     """The shards of the global batch that this rank draws (ValueError if W does not divide S)."""
     if shards % group.world:
-        raise ValueError(f"the run has {shards} batch shards, which {group.world} ranks cannot share; "
-                         f"run it on a number of ranks that divides {shards}")
+        raise ValueError(f"--shards {shards}: {group.world} ranks cannot share {shards} batch shards; "
+                         f"use a number of ranks that divides it")
     per = shards // group.world
     return range(group.rank * per, (group.rank + 1) * per)
 
