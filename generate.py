@@ -514,11 +514,11 @@ class FlushedProgress:
 
 def _counts(path: Path) -> tuple[int, int]:
     """(configurations flushed, configurations asked for) of a chain file; (0, 0) if not yet readable."""
-    from samplers.ensemble import EnsembleError, open_ensemble
+    from samplers.ensemble import EnsembleError, n_stored, open_ensemble
 
     try:
         with open_ensemble(path) as f:
-            return int(f["state/counters"][0]), int(f.attrs["n_configs"])
+            return n_stored(f), int(f.attrs["n_configs"])
     except (EnsembleError, KeyError, OSError):
         return 0, 0
 

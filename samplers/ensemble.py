@@ -10,13 +10,20 @@
     /state/sampler           (K,) float64: what the sampler carries besides the configuration
                              (learned-mh: next proposal index, log q of the current
                              configuration, its proposal index; K = 0 for HMC and Metropolis)
+    /state_next/...          the same four datasets: each flush writes the new state here in
+                             full before it writes /state (see below)
     attributes               theory, parameters, lattice, algorithm and tuned settings, seed,
                              provenance (program, version, git commit, host, user, command, times)
 
 Crash safety: while a chain runs the file is in HDF5 single-writer/multiple-reader (SWMR)
 mode, whose ordered metadata writes keep the file consistent if the writer dies at any
 moment. Each flush writes the new configurations first and the state after them, so the
-state never points past the data. Readers open with ``swmr=True`` (``open_ensemble``) and
+state never points past the data. The state is several datasets, each its own write, so a
+writer killed between them would leave a torn state (a new configuration beside an old RNG
+state): each flush writes it twice, to /state_next and then to /state, each with its counters
+last. If the two copies' counters differ, the kill came while /state was being written and
+/state_next is the complete new state; if they agree, /state is complete (a kill while
+/state_next was written left /state untouched). ``valid_state`` picks the copy. Readers open with ``swmr=True`` (``open_ensemble``) and
 take the first ``n_stored`` configurations. A file whose writer was killed keeps HDF5's
 "open for writing" flag; ``--resume`` copies its valid content into a clean file, then
 replaces the original atomically, and continues from the stored state.
@@ -51,6 +58,7 @@ FORMAT_VERSION = 1
 _MB = 1 << 20
 REQUIRED_ATTRS = ("theory", "params", "shape", "algorithm", "seed", "every", "init", "n_therm", "sampler_settings")
 REQUIRED_DATA = ("configs", "diagnostics", "state/config", "state/rng", "state/counters")
+STATE, STATE_NEXT = "state", "state_next"
 
 
 class EnsembleError(ValueError):
@@ -177,12 +185,24 @@ def attrs_of(f: h5py.File) -> dict:
     return out
 
 
+def valid_state(f: h5py.File) -> h5py.Group:
+    """The complete copy of the chain state: /state, unless a writer was killed while writing it,
+    which /state_next's differing counters show (files made before /state_next have /state only)."""
+    if STATE_NEXT not in f:
+        return f[STATE]
+    if f.swmr_mode:
+        for g in (STATE, STATE_NEXT):
+            for d in f[g].values():
+                d.refresh()
+    same = np.array_equal(f[f"{STATE}/counters"][...], f[f"{STATE_NEXT}/counters"][...])
+    return f[STATE] if same else f[STATE_NEXT]
+
+
 def n_stored(f: h5py.File) -> int:
     """Configurations covered by the stored state (valid ones), never more than written."""
     if f.swmr_mode:
-        f["state/counters"].refresh()
         f["configs"].refresh()
-    return min(int(f["state/counters"][0]), f["configs"].shape[0])
+    return min(int(valid_state(f)["counters"][0]), f["configs"].shape[0])
 
 
 @dataclass
@@ -205,20 +225,35 @@ def read_ensemble(path: str | os.PathLike, start: int = 0, stop: int | None = No
 
 
 def load_state(f: h5py.File) -> ChainState:
-    counters = f["state/counters"][...]
-    sampler = f["state/sampler"][...] if "sampler" in f["state"] else np.zeros(0)
-    return ChainState(config=np.ascontiguousarray(f["state/config"][...]), rng=rng_from_array(f["state/rng"][...]),
+    g = valid_state(f)
+    counters = g["counters"][...]
+    sampler = g["sampler"][...] if "sampler" in g else np.zeros(0)
+    return ChainState(config=np.ascontiguousarray(g["config"][...]), rng=rng_from_array(g["rng"][...]),
                       n_stored=int(counters[0]), n_updates=int(counters[1]), thermalized=bool(counters[2]),
                       sampler_state=np.asarray(sampler, dtype=np.float64))
 
 
 # ---------------------------------------------------------------- writing
+def _create_state(f: h5py.File, name: str, config_shape: tuple, sampler_size: int) -> None:
+    s = f.create_group(name)
+    s.create_dataset("config", shape=config_shape, dtype="f8")
+    s.create_dataset("rng", shape=(6,), dtype="u8")
+    s.create_dataset("counters", shape=(3,), dtype="i8")
+    s.create_dataset("sampler", shape=(sampler_size,), dtype="f8")
+
+
 def _write_state(f: h5py.File, state: ChainState) -> None:
-    f["state/config"][...] = state.config
-    f["state/rng"][...] = rng_to_array(state.rng)
-    f["state/counters"][...] = [state.n_stored, state.n_updates, int(state.thermalized)]
-    if state.sampler_state.size:
-        f["state/sampler"][...] = state.sampler_state
+    """Write the state to /state_next, then to /state; in each, the counters last (valid_state)."""
+    for name in (STATE_NEXT, STATE):
+        g = f[name]
+        g["config"][...] = state.config
+        g["rng"][...] = rng_to_array(state.rng)
+        if state.sampler_state.size:
+            g["sampler"][...] = state.sampler_state
+        for d in ("config", "rng", "sampler"):
+            g[d].flush()  # each on disk before the counters that vouch for them
+        g["counters"][...] = [state.n_stored, state.n_updates, int(state.thermalized)]
+        g["counters"].flush()
 
 
 def create_ensemble(path: Path, attrs: dict, config_shape: tuple, diagnostics: tuple[str, ...],
@@ -242,11 +277,8 @@ def create_ensemble(path: Path, attrs: dict, config_shape: tuple, diagnostics: t
         g = f.create_group("diagnostics")
         for name in ("action", "accept", *diagnostics):
             g.create_dataset(name, shape=(0,), maxshape=(None,), chunks=(max(chunk, 1024),), dtype="f8")
-        s = f.create_group("state")
-        s.create_dataset("config", shape=config_shape, dtype="f8")
-        s.create_dataset("rng", shape=(6,), dtype="u8")
-        s.create_dataset("counters", shape=(3,), dtype="i8")
-        s.create_dataset("sampler", shape=state.sampler_state.shape, dtype="f8")
+        for name in (STATE, STATE_NEXT):
+            _create_state(f, name, config_shape, state.sampler_state.size)
         _write_state(f, state)
     os.replace(tmp, path)
 
@@ -281,7 +313,9 @@ def make_clean(path: Path) -> None:
                 if src.swmr_mode:
                     d.refresh()
                 dst.create_dataset(name, data=d[:n], maxshape=d.maxshape, chunks=d.chunks, dtype=d.dtype)
-            src.copy(src["state"], dst, "state")
+            state = valid_state(src)
+            for name in (STATE, STATE_NEXT):
+                src.copy(state, dst, name)
             dst.close()
     except (OSError, RuntimeError) as e:
         raise WriteError(f"{path}: could not write its clean copy {tmp.name} ({_os_reason(e)}); "
@@ -361,6 +395,8 @@ class EnsembleWriter:
         n = state.n_stored
         for d in [f["configs"], *f["diagnostics"].values()]:
             d.resize(n, axis=0)  # drop anything written after the stored state
+        if STATE_NEXT not in f:  # a file from before /state_next
+            _create_state(f, STATE_NEXT, state.config.shape, state.sampler_state.size)
         _write_state(f, state)
         f.flush()
         f.swmr_mode = True
@@ -388,8 +424,6 @@ class EnsembleWriter:
             dset[n0:n1] = [b[1] if name == "action" else b[2][name] for b in self.buffer]
             dset.flush()
         _write_state(f, state)
-        for k in f["state"]:
-            f["state"][k].flush()
         f.flush()
         self.buffer.clear()
 

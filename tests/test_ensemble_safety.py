@@ -10,6 +10,7 @@ import time
 
 import h5py
 import numpy as np
+import pytest
 
 from samplers.ensemble import read_ensemble
 from tests.cli import ENV, ROOT, generate_then_kill, run_cli
@@ -79,6 +80,24 @@ def test_resume_on_a_full_disk_leaves_the_file_as_it_was(tmp_path):
                        timeout=120)
     assert p.returncode == 2 and p.stderr.count("\n") == 1 and "disk full" in p.stderr
     np.testing.assert_array_equal(read_ensemble(out).configs, before)
+
+
+@pytest.mark.parametrize("kill_at, torn", [(9, "state_next"), (10, "state")])
+def test_a_writer_killed_inside_its_state_write_resumes_to_the_uninterrupted_chain(tmp_path, kill_at, torn):
+    # rng_to_array calls: 2 at creation, 2 at the start, then 2 a flush: 9 tears /state_next of the
+    # third flush, 10 tears /state (its new configuration beside the old RNG state and counters)
+    args = ["--theory", "u1", "--L", "4", "--beta", "2", "--n-therm", "5", "--seed", "3", "--n-configs", "20",
+            "--flush-seconds", "0", "--quiet"]
+    p = subprocess.run([sys.executable, "tests/torn_state_writer.py", *args, "--out", tmp_path / "k.h5"],
+                       cwd=ROOT, env={**ENV, "KILL_AT": str(kill_at)}, capture_output=True)
+    assert p.returncode == -signal.SIGKILL
+    with h5py.File(tmp_path / "k.h5", "r", swmr=True) as f:
+        assert not np.array_equal(f[f"{torn}/config"][...], f["configs"][f[f"{torn}/counters"][0] - 1])
+    assert run_cli("generate", *args, "--out", tmp_path / "k.h5", "--resume")[0] == 0
+    assert run_cli("generate", *args, "--out", tmp_path / "r.h5")[0] == 0
+    with h5py.File(tmp_path / "k.h5", "r") as fk, h5py.File(tmp_path / "r.h5", "r") as fr:
+        for name in ("configs", "state/config", "state/rng", "state/counters", "diagnostics/dH"):
+            np.testing.assert_array_equal(fk[name][...], fr[name][...], err_msg=name)
 
 
 def test_a_file_whose_plain_writer_was_killed_is_read_and_resumed(tmp_path):
