@@ -134,7 +134,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--executor", choices=["local", "mpi"], help="local: a process pool on this machine; mpi: "
                    "mpi4py.futures over the ranks of mpiexec -n W+1 python -m mpi4py.futures -m generate ... "
                    "(pip install -e \".[mpi]\") [local]")
-    r.add_argument("--init", choices=["hot", "cold"], help=f"start configuration [{DEFAULTS['init']}]")
+    r.add_argument("--init", choices=["hot", "cold", "ordered"], help="start configuration: hot (random), cold (zero "
+                   "field / unit links), ordered (phi4: the uniform field +-phi_0 at the minimum of the uniform-field "
+                   "action, sign drawn from the chain's seed, phi_0 = 0 in the symmetric phase; xy, u1: cold) "
+                   f"[{DEFAULTS['init']}]")
     r.add_argument("--out", type=Path, help="output HDF5 file")
     r.add_argument("--resume", action="store_true", default=None, help="continue the chain stored in --out")
     r.add_argument("--overwrite", action="store_true", default=None, help="replace an existing --out file")

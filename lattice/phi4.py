@@ -387,6 +387,19 @@ class Phi4:
     def random_config(self, rng: np.random.Generator) -> np.ndarray:
         return rng.standard_normal(self.shape)
 
+    @property
+    def ordered_magnitude(self) -> float:
+        """phi_0 >= 0 minimizing the action of a uniform field, S/V = (B - A d) phi^2 + C phi^4:
+        phi_0^2 = (A d - B) / (2 C) in the broken phase (A d > B), 0 otherwise."""
+        A, B, C = self.coefficients
+        return math.sqrt((A * self.dim - B) / (2.0 * C)) if C > 0 and A * self.dim > B else 0.0
+
+    def ordered_config(self, rng: np.random.Generator) -> np.ndarray:
+        """The uniform field +-phi_0 (``ordered_magnitude``), its sign from one draw of ``rng``: a
+        start inside one broken-phase minimum, so no domain walls have to dissolve."""
+        sign = 1.0 if rng.random() < 0.5 else -1.0
+        return np.full(self.shape, sign * self.ordered_magnitude)
+
     # -- kernels (on rows: see geometry.row_neighbours)
     def _rows(self, q: np.ndarray) -> np.ndarray:
         return np.ascontiguousarray(q).reshape(-1, self.shape[-1])

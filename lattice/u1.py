@@ -458,6 +458,10 @@ class U1:
     def random_config(self, rng: np.random.Generator) -> np.ndarray:
         return rng.uniform(-np.pi, np.pi, self.config_shape)
 
+    def ordered_config(self, rng: np.random.Generator) -> np.ndarray:
+        """The ordered start: the cold configuration (all angles 0); draws nothing from ``rng``."""
+        return np.zeros(self.config_shape)
+
     def action(self, q: np.ndarray) -> float:
         return action_kernel(q, self.beta)
 

@@ -310,5 +310,5 @@ def domain_warning(config: np.ndarray, n_blocks: int = 4) -> str | None:
         return (f"the last configuration holds ordered domains of both signs (M = {config.mean():.3g} against "
                 f"per-site <|phi|> = {abs_phi:.3g}; {minority:.0%} of {means.size} blocks have the minority sign): "
                 "the chain is far from equilibrium and may stay there for very long (a hot start in the broken "
-                "phase); start with --init cold, or run much longer and check the history of M")
+                "phase); start with --init ordered, or run much longer and check the history of M")
     return None

@@ -25,6 +25,9 @@ from tqdm import tqdm
 
 
 
+INITS = ("hot", "cold", "ordered")
+
+
 def chain_seed(seed: int, chain: int = 0) -> np.random.SeedSequence:
     """The seed sequence of chain ``chain`` of a set with seed ``seed``: chain 0 is the plain
     ``SeedSequence(seed)`` of a single chain (so a single chain and chain 0 of any set are the same
@@ -51,14 +54,18 @@ class ChainState:
 
     @classmethod
     def start(cls, theory, seed: int, init: str = "hot", chain: int = 0) -> "ChainState":
-        """A fresh chain number ``chain`` of a set: hot (random) or cold (zero field / unit links) start."""
+        """A fresh chain number ``chain`` of a set: hot (random), cold (zero field / unit links) or
+        ordered (the theory's ``ordered_config``: phi4 a uniform broken-phase field of seed-chosen sign,
+        xy and u1 cold) start."""
         rng = chain_rng(seed, chain)
         if init == "hot":
             config = theory.random_config(rng)
         elif init == "cold":
             config = np.zeros(theory.config_shape)
+        elif init == "ordered":
+            config = theory.ordered_config(rng)
         else:
-            raise ValueError(f"unknown start {init!r}; choose hot or cold")
+            raise ValueError(f"unknown start {init!r}; choose {', '.join(INITS)}")
         return cls(np.ascontiguousarray(config, dtype=np.float64), rng)
 
 

@@ -258,3 +258,8 @@ def test_a_hot_start_frozen_into_domains_in_the_broken_phase_is_warned_about(tmp
 def test_a_cold_start_in_the_broken_phase_gets_no_domain_warning(tmp_path, capsys):
     assert generate.main([*BROKEN, "--init", "cold", "--out", str(tmp_path / "cold.h5")]) == 0
     assert "domains" not in capsys.readouterr().err
+
+
+def test_an_ordered_start_in_the_broken_phase_gets_no_domain_warning(tmp_path, capsys):
+    assert generate.main([*BROKEN, "--init", "ordered", "--out", str(tmp_path / "ordered.h5")]) == 0
+    assert "domains" not in capsys.readouterr().err
