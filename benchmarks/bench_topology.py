@@ -1,0 +1,213 @@
+"""Topological freezing in 2D U(1): tau_int(Q) and cost per independent Q sample of every sampler,
+classical and learned, row by row against the best classical method (issue 16).
+
+For each lattice L and coupling beta, every algorithm generates N configurations (one stored per
+update, --every 1) through ``python -m generate`` (in process, one at a time, Numba and torch on one
+thread), ``observables`` measures Q with the Gamma method, and the row reports
+
+    acceptance, tau_int(Q) in updates (with its error; "frozen" where Q never changed: then
+    tau_int >= N / 2 is all the chain says), the sampling wall time (the file's sampling_time_s:
+    the N updates, without compilation, model loading and thermalization, which the whole run's
+    wall time beside it includes), cost per independent Q sample = sampling wall x 2 tau_int / N, for learned
+    samplers also with the training time added (amortized over the stated N), and that cost over the
+    best classical cost of the same (L, beta).
+
+Algorithms (the --algorithm flags of each row in ALGORITHMS):
+    hmc             HMC, leapfrog, step tuned to 0.8 acceptance, trajectory length 1
+    or              heat bath + 3 over-relaxation sweeps (one update = 4 sweeps)
+    hmc+winding     HMC with a whole-lattice winding (instanton) move after every trajectory
+    tempering       parallel tempering in beta: a geometric ladder from beta = 1 to the target, HMC per replica
+    plaquette-mh    independence MH from independent von Mises plaquettes (exact density)
+    learned-mh      the gauge flow (Haar prior) as independence proposal, trained by reverse KL
+    learned-mh+pp   the same flow with the plaquette prior (--model-opt prior=plaquette)
+    hybrid          HMC trajectories alternating with learned-mh steps of the Haar-prior flow
+
+    PYTHONPATH=. python benchmarks/bench_topology.py [--L 8 16 32] [--beta 2 4 6 8] [--algorithms ...]
+        [--learned-L 8] [--train-minutes 2] [--scale 1.0] [--quick]
+
+--scale multiplies every N (the defaults in N_BASE); --quick is --scale 0.1 --L 8 --beta 2 6.
+"""
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("NUMBA_NUM_THREADS", "1")
+
+import argparse
+import datetime
+import json
+import math
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from benchmarks.common import run_generate
+from lattice import make_theory
+from observables.analysis import analyze
+from samplers.ensemble import open_ensemble
+from samplers.flows import build_model
+from samplers.training import OBJECTIVES, TrainConfig, train
+
+CLASSICAL = {
+    "hmc": ["--algorithm", "hmc"],
+    "or": ["--algorithm", "overrelaxation", "--or-per-sweep", "3"],
+    "hmc+winding": ["--algorithm", "hmc", "--winding-every", "1"],
+    "tempering": ["--algorithm", "tempering", "--replica-algorithm", "hmc"],  # + --ladder, per beta
+    "plaquette-mh": ["--algorithm", "plaquette-mh"],
+}
+LEARNED = {
+    "learned-mh": ("haar", ["--algorithm", "learned-mh"]),
+    "learned-mh+pp": ("plaquette", ["--algorithm", "learned-mh"]),
+    "hybrid": ("haar", ["--algorithm", "hybrid"]),
+}
+ALGORITHMS = (*CLASSICAL, *LEARNED)
+# configurations per algorithm at L = 8 (scaled by 8^2 / L^2 for the local algorithms, whose update
+# costs ~ V, so each row takes about the same wall time; the independence samplers keep their N)
+N_BASE = {"hmc": 100000, "or": 50000, "hmc+winding": 100000, "tempering": 20000, "plaquette-mh": 100000,
+          "learned-mh": 50000, "learned-mh+pp": 50000, "hybrid": 5000}
+SCALES_WITH_V = ("hmc", "or", "hmc+winding", "tempering", "hybrid")
+
+
+def ladder(beta: float, replicas: int = 6, low: float = 1.0) -> str:
+    """The tempering ladder of a row: geometric from ``low`` to the target (R replicas)."""
+    return f"geometric:{min(low, beta)}:{beta}:{replicas}"
+
+
+def n_configs(algo: str, L: int, scale: float) -> int:
+    n = N_BASE[algo] * (64 / L**2 if algo in SCALES_WITH_V else 1.0)
+    return max(200, int(n * scale))
+
+
+def train_flow(L: int, beta: float, prior: str, minutes: float, run: Path, batch: int = 64, lr: float = 3e-3) -> dict:
+    """Reverse-KL training of the gauge flow for about ``minutes`` of CPU time (the step count set from
+    the cost of 5 probe steps, so the cosine schedule spans the budget)."""
+    theory = make_theory("u1", (L, L), beta=beta)
+    hyper = {} if prior == "haar" else {"prior": prior}
+    torch.manual_seed(0)
+    probe = build_model("gauge-flow", theory, **hyper)
+    opt = torch.optim.Adam(probe.parameters(), lr=lr)
+    gen = torch.Generator().manual_seed(0)
+    for i in range(7):
+        if i == 2:
+            t0 = time.process_time()
+        loss, _ = OBJECTIVES["reverse-kl"].loss(probe, batch, gen)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    steps = max(20, int(minutes * 60 / ((time.process_time() - t0) / 5)))
+    torch.manual_seed(0)
+    flow = build_model("gauge-flow", theory, **hyper)
+    config = TrainConfig(model="gauge-flow", hyper=flow.hyper, steps=steps, batch_size=batch, lr=lr,
+                         checkpoint_every=steps, eval_batch=4096)
+    return train(flow, config, run)
+
+
+def q_row(L: int, beta: float, algo: str, path: Path, wall: float, n: int, train_s: float = 0.0, **extra) -> dict:
+    """The figures of one chain: acceptance, tau_int(Q) in updates, costs per independent Q sample."""
+    a = analyze(path, select="Q")
+    q = np.asarray(a.series["Q"])
+    est = a.estimates["Q"]
+    frozen = bool(np.ptp(q) == 0)
+    tau = n / 2 if frozen else est.tau_int_updates
+    with open_ensemble(path) as f:
+        acceptance = float(f.attrs.get("acceptance", math.nan))
+        sampling = float(f.attrs["sampling_time_s"])
+    row = {"L": L, "beta": beta, "algorithm": algo, "n": n, "acceptance": acceptance, "tau_int": tau,
+           "tau_err": math.nan if frozen else est.tau_int_error * est.every, "frozen": frozen,
+           "short": "short" in a.flags.get("Q", []), "chi_t": est.value if frozen else float(np.mean(q**2)) / L**2,
+           "sampling_s": sampling, "run_s": wall, "train_s": train_s, "cost_ms": 1e3 * sampling * 2 * tau / n,
+           "cost_total_ms": 1e3 * (sampling + train_s) * 2 * tau / n, **extra}
+    print(json.dumps(row), flush=True)
+    return row
+
+
+def run_case(L: int, beta: float, algorithms: list[str], args) -> list[dict]:
+    rows, theory = [], ["--theory", "u1", "--L", str(L), "--beta", str(beta)]
+    for algo in algorithms:
+        if algo in LEARNED and L not in args.learned_L:
+            continue
+        n = n_configs(algo, L, args.scale)
+        out = args.out / f"u1_L{L}_b{beta:g}_{algo}.h5"
+        flags = [*theory, "--n-configs", str(n), "--seed", "1", "--out", str(out), "--overwrite", "--quiet",
+                 "--n-therm", str(args.n_therm)]
+        train_s, extra = 0.0, {}
+        if algo in CLASSICAL:
+            flags += CLASSICAL[algo] + (["--ladder", ladder(beta)] if algo == "tempering" else [])
+        else:
+            prior, algo_flags = LEARNED[algo]
+            run = args.runs / f"u1_L{L}_b{beta:g}_{prior}"
+            if (run / "summary.json").exists() and args.reuse_model:
+                summary = json.loads((run / "summary.json").read_text())
+            else:
+                summary = train_flow(L, beta, prior, args.train_minutes, run)
+            train_s = summary["train_time_s"]
+            extra = {"model_ess": summary.get("ess"), "steps": summary.get("steps")}
+            flags += algo_flags + ["--proposal", str(run), "--threads", "1"]
+        try:
+            wall = run_generate(flags)
+        except RuntimeError as e:
+            print(json.dumps({"L": L, "beta": beta, "algorithm": algo, "error": str(e)}), flush=True)
+            continue
+        rows.append(q_row(L, beta, algo, out, wall, n, train_s, **extra))
+    return rows
+
+
+def fmt(x: float, digits: int = 3) -> str:
+    return "n/a" if x is None or not math.isfinite(x) else f"{x:.{digits}g}"
+
+
+def print_table(rows: list[dict]) -> None:
+    """The RESULTS.md table: per (L, beta) the best classical cost, and each row's cost over it."""
+    print("\n| L | beta | algorithm | N | acceptance | tau_int(Q) (updates) | wall s | training s | "
+          "cost ms / indep. Q (incl. training) | / best classical |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for key in sorted({(r["L"], r["beta"]) for r in rows}):
+        case = [r for r in rows if (r["L"], r["beta"]) == key]
+        classical = [r for r in case if r["algorithm"] in CLASSICAL]
+        best = min(classical, key=lambda r: r["cost_total_ms"] if not r["frozen"] else math.inf, default=None)
+        for r in case:
+            tau = (f">= {r['tau_int']:.0f} (Q frozen)" if r["frozen"] else
+                   f"{fmt(r['tau_int'])} ± {fmt(r['tau_err'], 2)}" + (" (short)" if r["short"] else ""))
+            cost = r["cost_total_ms"]
+            ratio = cost / best["cost_total_ms"] if best is not None and not r["frozen"] else math.nan
+            mark = " **best classical**" if r is best else ""
+            bound = ">= " if r["frozen"] else ""
+            print(f"| {key[0]} | {key[1]:g} | {r['algorithm']}{mark} | {r['n']} | {fmt(r['acceptance'])} | {tau} | "
+                  f"{r['sampling_s']:.1f} ({r['run_s']:.1f}) | {r['train_s']:.0f} | {bound}{fmt(cost)} | {fmt(ratio)} |")
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--L", type=int, nargs="+", default=[8, 16, 32])
+    ap.add_argument("--beta", type=float, nargs="+", default=[2.0, 4.0, 6.0, 8.0])
+    ap.add_argument("--algorithms", nargs="+", default=list(ALGORITHMS), choices=ALGORITHMS)
+    ap.add_argument("--learned-L", type=int, nargs="+", default=[8], help="lattices with learned rows")
+    ap.add_argument("--train-minutes", type=float, default=2.0, help="CPU-time budget of each model's training")
+    ap.add_argument("--scale", type=float, default=1.0, help="multiplies every N")
+    ap.add_argument("--n-therm", type=int, default=500)
+    ap.add_argument("--quick", action="store_true", help="--scale 0.1 --L 8 --beta 2 6")
+    ap.add_argument("--reuse-model", action="store_true", help="skip training where the run folder has a model")
+    ap.add_argument("--out", type=Path, default=Path("data/bench_topology"))
+    ap.add_argument("--runs", type=Path, default=Path("runs/bench_topology"))
+    ap.add_argument("--json", type=Path, help="also write the rows to this file")
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.scale, args.L, args.beta = 0.1, [8], [2.0, 6.0]
+    torch.set_num_threads(1)
+    print(f"Topology in 2D U(1) (issue 16), {datetime.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}; "
+          f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
+          f"1 thread; scale {args.scale:g}, training {args.train_minutes:g} CPU-min per model", flush=True)
+    rows = []
+    for L in args.L:
+        for beta in args.beta:
+            rows += run_case(L, beta, args.algorithms, args)
+            if args.json:
+                args.json.write_text(json.dumps(rows, indent=1))
+    print_table(rows)
+
+
+if __name__ == "__main__":
+    main()
