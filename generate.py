@@ -41,6 +41,9 @@ SAMPLER_FLAGS = ("step_size", "traj_length", "n_steps", "jitter", "integrator", 
 SAMPLER_FLAGS += ("model_sampler", "diffusion_steps", "ode_integrator", "corrector_steps", "target_beta",
                   "target_kappa")  # diffusion proposals (no DEFAULTS: the model's own unless given)
 SAMPLER_FLAGS += ("or_per_sweep", "or_with")  # heatbath / overrelaxation (no DEFAULTS: heatbath refuses them)
+TEMPERING_FLAGS = ("ladder", "replica_algorithm", "swap_every", "store_replicas")
+SAMPLER_FLAGS += TEMPERING_FLAGS  # tempering (make_tempering_sampler)
+SAMPLER_FLAGS += ("winding_every", "winding_size")  # hmc + winding moves (u1; no DEFAULTS: absent = plain hmc)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -50,11 +53,13 @@ def build_parser() -> argparse.ArgumentParser:
     add_theory_arguments(p, DEFAULTS["dim"])
     a = p.add_argument_group("algorithm")
     a.add_argument("--algorithm", choices=["metropolis", "hmc", "wolff", "heatbath", "overrelaxation",
-                                           *MODEL_ALGORITHMS],
+                                           "plaquette-mh", "tempering", *MODEL_ALGORITHMS],
                    help="Markov-chain update; heatbath: exact von Mises heat-bath sweeps (xy, u1); overrelaxation: "
                    "a heat-bath (or Metropolis) sweep, then --or-per-sweep over-relaxation sweeps (xy, u1); "
                    "wolff: single-cluster updates (xy: Wolff 1989; phi4: Brower-Tamayo embedded Ising signs) with "
-                   "Metropolis sweeps; learned-mh: independence Metropolis-Hastings with a trained model "
+                   "Metropolis sweeps; plaquette-mh (u1): independence Metropolis-Hastings proposing V - 1 "
+                   "independent von Mises plaquettes (exact; docs/plaquette_sampler.md); "
+                   "learned-mh: independence Metropolis-Hastings with a trained model "
                    "as proposal (exact); hybrid: local updates alternating with learned-mh steps (exact); "
                    "model-samples: the model's raw samples with log q and log p, for reweighting (not a chain "
                    f"of the target) [{DEFAULTS['algorithm']}]")
@@ -116,6 +121,27 @@ def build_parser() -> argparse.ArgumentParser:
                    "another (score rescaled by beta / beta_0; learned-mh stays exact)")
     d.add_argument("--target-kappa", type=float, help="phi4 (hopping parameters): generate at this kappa (exact "
                    "t -> 0 score shift; learned-mh stays exact)")
+    t = p.add_argument_group("tempering (parallel tempering; docs/tempering.md)", "one update = one local update "
+                             "of every replica (each at its own coupling, with its own --replica-algorithm sampler, "
+                             "tuned during thermalization), then swap attempts between adjacent pairs (deterministic "
+                             "even-odd); the theory's own --beta (u1, xy) / --kappa (phi4, at fixed --lam) must be a "
+                             "coupling of the ladder, and its replica's configurations are the ones stored")
+    t.add_argument("--ladder", help="tempering: the couplings, linear:LOW:HIGH:R, geometric:LOW:HIGH:R or v1,v2,... "
+                   "(strictly increasing, > 0)")
+    t.add_argument("--replica-algorithm", help="tempering: the local update of every replica, hmc, heatbath, "
+                   "overrelaxation, metropolis or wolff (its flags as above) [hmc]")
+    t.add_argument("--swap-every", type=int, help="tempering: local updates between swap rounds [1]")
+    t.add_argument("--store-replicas", choices=["target", "all"], help="tempering: all: also write every other rung r "
+                   "to its own ensemble file NAME.replica{r}.h5 (data for observables measure; --resume the target's "
+                   "file) [target]")
+    wi = p.add_argument_group("winding moves (u1, hmc; docs/winding.md)", "with --winding-every N one update = N HMC "
+                              "trajectories, then one Metropolis winding move multiplying the links by a unit-charge "
+                              "(anti-)instanton (Albandea et al., EPJC 81 (2021) 873; exact); the file's algorithm is "
+                              "winding-hmc and tau_int in trajectories is N x tau_int in updates")
+    wi.add_argument("--winding-every", type=int, help="hmc, u1: N, HMC trajectories before each winding move "
+                    "(0 = plain hmc) [0]")
+    wi.add_argument("--winding-size", type=int, help="hmc, u1: Lw, the instanton's Lw x Lw square (field strength "
+                    "2 pi / Lw^2 on it) [L, the whole lattice]")
     r = p.add_argument_group("run")
     r.add_argument("--n-configs", type=int, help="number of configurations to store (in total, with --resume)")
     r.add_argument("--every", type=int, help=f"updates (sweeps / trajectories) between stored configurations "
@@ -153,6 +179,8 @@ def merge_resume(args: argparse.Namespace, attrs: dict) -> None:
                 "init": attrs["init"], **attrs["params"]}
     for key in IDENTITY:
         given, stored = getattr(args, key), recorded.get(key)
+        if key == "algorithm" and (given, stored) == ("hmc", "winding-hmc"):  # --algorithm hmc --winding-every N
+            given = args.algorithm = stored
         if given is not None and given != stored:
             raise UsageError(f"--resume: {args.out} was made with {key} = {stored}, not {given}")
         if given is None:
@@ -180,6 +208,12 @@ def make_sampler(args, chain: int = 0):
     """The sampler of chain ``chain`` the flags describe (defaults already filled in), and whether to tune it."""
     from samplers import SAMPLERS, Hybrid
 
+    if args.algorithm != "tempering" and any(getattr(args, k, None) is not None for k in TEMPERING_FLAGS):
+        raise UsageError("--ladder / --replica-algorithm / --swap-every / --store-replicas go with "
+                         "--algorithm tempering")
+    winding = getattr(args, "winding_every", None) is not None or getattr(args, "winding_size", None) is not None
+    if winding or args.algorithm == "winding-hmc":
+        return make_winding_sampler(args)
     if args.algorithm in MODEL_ALGORITHMS:
         if args.proposal is None:
             raise UsageError(f"--algorithm {args.algorithm} needs --proposal RUN (a run folder of python -m train)")
@@ -197,7 +231,45 @@ def make_sampler(args, chain: int = 0):
         local, tune = make_local_sampler(args, args.local)
         settings = {"algorithm": local.name, "settings": local.settings()}
         return Hybrid(settings, proposal, args.local_per_proposal), tune
+    if args.algorithm == "tempering":
+        return make_tempering_sampler(args)
     return make_local_sampler(args, args.algorithm)
+
+
+def make_winding_sampler(args):
+    """--algorithm hmc --winding-every N [--winding-size Lw] (u1): HMC with winding moves
+    (samplers/winding.py), or plain HMC for N = 0; whether to tune the HMC step."""
+    from samplers.winding import WindingHMC
+
+    if args.algorithm != "hmc" or (args.theory or "u1") != "u1":
+        raise UsageError("--winding-every / --winding-size go with --algorithm hmc --theory u1"
+                         if args.algorithm != "winding-hmc" else
+                         "a winding-hmc chain is made by --algorithm hmc --winding-every N (and continued by --resume)")
+    every = 0 if args.winding_every is None else args.winding_every
+    if every < 0:
+        raise UsageError(f"--winding-every must be >= 0 (0: plain hmc), got {every}")
+    if every == 0 and args.winding_size is not None:
+        raise UsageError("--winding-size needs --winding-every N >= 1 (winding moves after every N trajectories)")
+    hmc, tune = make_local_sampler(args, "hmc")
+    if every == 0:
+        return hmc, tune
+    return WindingHMC(hmc, every, args.L if args.winding_size is None else args.winding_size), tune
+
+
+def make_tempering_sampler(args):
+    """Parallel tempering (samplers/tempering.py): the --ladder, and the --replica-algorithm sampler its flags
+    describe for every replica (--init for every replica); whether to tune the replicas."""
+    from samplers.tempering import REPLICA_SAMPLERS, Tempering, parse_ladder
+
+    if args.ladder is None:
+        raise UsageError("--algorithm tempering needs --ladder (linear:LOW:HIGH:R, geometric:LOW:HIGH:R or v1,v2,...)")
+    algorithm = args.replica_algorithm or "hmc"
+    if algorithm not in REPLICA_SAMPLERS:
+        raise UsageError(f"--replica-algorithm must be one of {', '.join(REPLICA_SAMPLERS)}, got {algorithm!r}")
+    local, tune = make_local_sampler(args, algorithm)
+    swap_every = 1 if args.swap_every is None else args.swap_every
+    return Tempering(parse_ladder(args.ladder), {"algorithm": local.name, "settings": local.settings()},
+                     swap_every=swap_every, init=args.init, store=args.store_replicas or "target"), tune
 
 
 def diffusion_sampling(args) -> dict:
@@ -214,6 +286,10 @@ def make_local_sampler(args, algorithm: str):
     tune = not args.no_tune
     if algorithm in ("heatbath", "overrelaxation"):
         return make_heatbath_sampler(args, algorithm), tune
+    if algorithm == "plaquette-mh":
+        from samplers import PlaquetteMH
+
+        return PlaquetteMH(), False
     if algorithm == "wolff":
         from samplers import Wolff
 
@@ -315,7 +391,7 @@ def _chain_count(args) -> tuple[int, int]:
 def run(args, parser) -> int:
     from samplers import SAMPLERS
     from samplers.chain import run_chains, set_lines
-    from samplers.ensemble import EnsembleWriter, attrs_of, lock_ensemble, open_ensemble
+    from samplers.ensemble import attrs_of, lock_ensemble, open_ensemble
 
     merge_config(args, parser, paths=("out", "proposal"))
     if args.out is None:
@@ -397,7 +473,8 @@ def run(args, parser) -> int:
               f"{samplers[first].name}, {args.n_configs} configs every {args.every} -> {target}"
               + (f" (resuming at {min(resumed)})" if resumed else ""))
     summaries = run_chains(theory, [samplers[k] for k, _ in todo], [states[k] for k, _ in todo], args.n_configs,
-                           every=args.every, n_therm=args.n_therm, writers=[EnsembleWriter(p) for _, p in todo],
+                           every=args.every, n_therm=args.n_therm,
+                           writers=[chain_writer(samplers[k], p) for k, p in todo],
                            progress=not quiet and sys.stderr.isatty(), flush_seconds=args.flush_seconds, tune=tune)
     args.finished = [(k, path, summary) for (k, path), summary in zip(todo, summaries)]  # for run_on_workers
     if not quiet:
@@ -571,6 +648,15 @@ def load_chain(path: Path, n_configs: int):
     if state.n_stored < n_configs:
         mark_resumed(path, n_configs)
     return state
+
+
+def chain_writer(sampler, path: Path):
+    """The writer of a chain's file: an EnsembleWriter, or what the sampler makes of it (``make_writer``:
+    tempering with --store-replicas all also writes the other rungs' files)."""
+    from samplers.ensemble import EnsembleWriter
+
+    writer = EnsembleWriter(path)
+    return sampler.make_writer(writer) if hasattr(sampler, "make_writer") else writer
 
 
 def new_chain(args, theory, sampler, tune: bool, chain: int, path: Path):

@@ -52,7 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ensemble", type=Path, help="HDF5 ensemble: the theory comes from it; needed by forward-kl")
     m = p.add_argument_group("model")
     m.add_argument("--model", choices=["realnvp", "circular-flow", "gauge-flow", "autoregressive", "diffusion"],
-                   help="realnvp (phi4), circular-flow (xy), gauge-flow (u1), autoregressive (phi4, xy; "
+                   help="realnvp (phi4), circular-flow (xy), gauge-flow (u1; --model-opt prior=haar|plaquette, "
+                        "prior_beta=B [beta]), autoregressive (phi4, xy; "
                         "--model-opt arch=pixelcnn|made, n_components=K), diffusion (phi4, xy, u1; trained by dsm "
                         "on --ensemble; --model-opt schedule=ve|geometric, sigma=25, n_steps=32, integrator=euler|heun)")
     m.add_argument("--n-layers", type=int, help="coupling layers [model default]")

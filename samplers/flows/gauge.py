@@ -61,6 +61,13 @@ Passes: ``GaugeCoupling`` computes each layer by its lean pass (issue 14: one ga
 the conditioner at the sites it is needed at through nets.SiteConvNet, the lean spline, one index_copy;
 see its docstring); ``nets.reference_passes()`` switches to the original pass (``_couple_reference``),
 the same function to rounding (tests/flows/test_fast_conv.py).
+
+Prior (``prior``): "haar" (uniform links, the default and what a checkpoint without the option gets) or
+"plaquette" (priors.PlaquettePrior: links built from V - 1 independent von Mises plaquettes at ``prior_beta``,
+default the theory's beta, two uniform holonomies and a uniform gauge transformation; exact log r, a function
+of the plaquettes only, so the flow stays gauge equivariant and log q exact). With the zero-initialized
+conditioners the plaquette-prior flow starts as the plaquette sampler, which misses only the torus constraint
+(docs/gauge_prior.md).
 """
 from __future__ import annotations
 
@@ -71,6 +78,7 @@ import torch
 from .base import Flow, Transform, UniformAnglePrior
 from .circular import TWO_PI, circular_spline, circular_spline_inverse, spline_lean, spline_params, wrap
 from .nets import SiteConvNet, conv_net
+from .priors import PRIORS, PlaquettePrior
 
 THEORIES = ("u1",)
 PERIOD = 4
@@ -344,12 +352,15 @@ class GaugeCoupling(Transform):
 
 
 def build(theory, n_layers: int = 16, hidden=(8, 8), kernel_size: int = 3, plaq_map: str = "spline",
-          n_mix: int = 4, n_bins: int = 8, passive_sum: bool = True, dtype=torch.float32) -> Flow:
-    """Gauge-equivariant flow for theory (U(1) on L0 x L1, both multiples of 4): uniform (Haar)
-    prior, n_layers coupling layers (mu = i % 2, off = (i // 2) % 4), conditioner CNNs with
-    ``hidden`` channels and ``kernel_size``, plaquette maps ``plaq_map`` in {"ncp", "spline"}
-    (n_mix NCP components, or n_bins spline bins), conditioned also on the active + passive
-    plaquette sum with ``passive_sum`` (module docstring)."""
+          n_mix: int = 4, n_bins: int = 8, passive_sum: bool = True, prior: str = "haar", prior_beta=None,
+          dtype=torch.float32) -> Flow:
+    """Gauge-equivariant flow for theory (U(1) on L0 x L1, both multiples of 4): ``prior`` "haar"
+    (uniform links) or "plaquette" (priors.PlaquettePrior: independent von Mises plaquettes at
+    ``prior_beta``, default the theory's beta), n_layers coupling layers (mu = i % 2, off = (i // 2) % 4),
+    conditioner CNNs with ``hidden`` channels and ``kernel_size``, plaquette maps ``plaq_map`` in
+    {"ncp", "spline"} (n_mix NCP components, or n_bins spline bins), conditioned also on the active +
+    passive plaquette sum with ``passive_sum`` (module docstring). A checkpoint without "prior" (before
+    the option existed) rebuilds with the Haar prior."""
     if theory.name not in THEORIES:
         raise ValueError(f"gauge-flow is for {', '.join(THEORIES)}, not {theory.name}")
     shape = tuple(theory.shape)
@@ -359,10 +370,28 @@ def build(theory, n_layers: int = 16, hidden=(8, 8), kernel_size: int = 3, plaq_
         raise ValueError(f"unknown plaq_map {plaq_map!r}; choose from {', '.join(PLAQ_MAPS)}")
     if n_layers < 1:
         raise ValueError(f"n_layers = {n_layers} < 1")
+    prior_module = _prior(theory, prior, prior_beta)
     hidden = tuple(int(h) for h in hidden)
     layers = [GaugeCoupling(shape, i % 2, (i // 2) % PERIOD, PLAQ_MAPS[plaq_map](n_mix, n_bins), hidden, kernel_size,
                             passive_sum) for i in range(n_layers)]
     hyper = {"n_layers": int(n_layers), "hidden": list(hidden), "kernel_size": int(kernel_size),
-             "plaq_map": plaq_map, "n_mix": int(n_mix), "n_bins": int(n_bins), "passive_sum": bool(passive_sum)}
-    flow = Flow(UniformAnglePrior(theory.config_shape), layers, theory, "gauge-flow", hyper)
+             "plaq_map": plaq_map, "n_mix": int(n_mix), "n_bins": int(n_bins), "passive_sum": bool(passive_sum),
+             "prior": prior, "prior_beta": getattr(prior_module, "beta0", None)}
+    flow = Flow(prior_module, layers, theory, "gauge-flow", hyper)
     return flow.to(dtype)
+
+
+def _prior(theory, prior: str, prior_beta) -> torch.nn.Module:
+    """The prior module for ``prior`` (PRIORS) and ``prior_beta`` (plaquette only; None: the theory's beta)."""
+    if prior not in PRIORS:
+        raise ValueError(f"prior={prior}: choose {' or '.join(PRIORS)}")
+    if prior == "haar":
+        if prior_beta is not None:
+            raise ValueError(f"prior_beta={prior_beta} needs prior=plaquette (the Haar prior has no coupling)")
+        return UniformAnglePrior(theory.config_shape)
+    if prior_beta is None:
+        prior_beta = float(theory.beta)
+    if isinstance(prior_beta, bool) or not isinstance(prior_beta, (int, float)) or not math.isfinite(prior_beta) \
+            or prior_beta < 0:
+        raise ValueError(f"prior_beta={prior_beta}: needs a finite number >= 0")
+    return PlaquettePrior(theory.config_shape, float(prior_beta))
