@@ -31,17 +31,14 @@ import datetime
 import json
 import math
 import platform
-import time
 from pathlib import Path
 
 import torch
 
-from benchmarks.common import cost_row, print_cost_table, run_generate
+from benchmarks.common import cost_row, print_cost_table, run_generate, train_reverse_kl_for
 from lattice import make_theory
 from observables.analysis import analyze, analyze_replicas, check_comparable
 from samplers.ensemble import open_ensemble
-from samplers.flows import build_model
-from samplers.training import OBJECTIVES, TrainConfig, train
 
 CASES = {  # name -> theory, model + hyperparameters, configurations, slow observable, extra generate flags
     "u1_b2": dict(theory=("u1", 8, {"beta": 2.0}), model="gauge-flow", hyper={}, n=20000, obs="Q"),
@@ -63,31 +60,10 @@ CASES = {  # name -> theory, model + hyperparameters, configurations, slow obser
 ALGORITHMS = ("hmc", "learned-mh", "hybrid")
 
 
-def train_for(case: dict, minutes: float, run: Path, batch: int = 64, lr: float = 3e-3) -> dict:
-    """Reverse-KL training for about ``minutes`` of CPU time (step cost measured on 5 steps after
-    2 warm-up steps, then the step count fixed so the cosine schedule spans the budget)."""
+def train_for(case: dict, minutes: float, run: Path) -> dict:
+    """Reverse-KL training of the case's model for about ``minutes`` of CPU time (batch 64, lr 3e-3)."""
     name, L, params = case["theory"]
-    theory = make_theory(name, (L, L), **params)
-    torch.manual_seed(0)
-    probe = build_model(case["model"], theory, **case["hyper"])
-    opt = torch.optim.Adam(probe.parameters(), lr=lr)
-    gen = torch.Generator().manual_seed(0)
-    for i in range(7):
-        if i == 2:
-            t0 = time.process_time()
-        loss, _ = OBJECTIVES["reverse-kl"].loss(probe, batch, gen)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    steps = max(20, int(minutes * 60 / ((time.process_time() - t0) / 5)))
-    torch.manual_seed(0)
-    flow = build_model(case["model"], theory, **case["hyper"])
-    config = TrainConfig(model=case["model"], hyper=flow.hyper, steps=steps, batch_size=batch, lr=lr,
-                         checkpoint_every=steps, eval_batch=8192)
-    cpu0 = time.process_time()
-    summary = train(flow, config, run)
-    summary["train_cpu_s"] = time.process_time() - cpu0
-    return summary
+    return train_reverse_kl_for(case["model"], make_theory(name, (L, L), **params), case["hyper"], minutes, run)
 
 
 def mean_acceptance(paths: list[Path]) -> float:

@@ -16,14 +16,14 @@ Algorithms (the --algorithm flags of each row in ALGORITHMS):
     hmc             HMC, leapfrog, step tuned to 0.8 acceptance, trajectory length 1
     or              heat bath + 3 over-relaxation sweeps (one update = 4 sweeps)
     hmc+winding     HMC with a whole-lattice winding (instanton) move after every trajectory
-    tempering       parallel tempering in beta: a geometric ladder from beta = 1 to the target, HMC per replica
+    tempering       parallel tempering in beta, heat bath per replica, the ladder of ``ladder(beta, L)``
     plaquette-mh    independence MH from independent von Mises plaquettes (exact density)
     learned-mh      the gauge flow (Haar prior) as independence proposal, trained by reverse KL
     learned-mh+pp   the same flow with the plaquette prior (--model-opt prior=plaquette)
     hybrid          HMC trajectories alternating with learned-mh steps of the Haar-prior flow
 
     PYTHONPATH=. python benchmarks/bench_topology.py [--L 8 16 32] [--beta 2 4 6 8] [--algorithms ...]
-        [--learned-L 8] [--train-minutes 2] [--scale 1.0] [--quick]
+        [--learned-L 8] [--train-minutes 2] [--scale 1.0] [--chains K] [--reuse-model] [--quick]
 
 --scale multiplies every N (the defaults in N_BASE); --quick is --scale 0.1 --L 8 --beta 2 6.
 """
@@ -38,24 +38,21 @@ import datetime
 import json
 import math
 import platform
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from benchmarks.common import run_generate
+from benchmarks.common import run_generate, train_reverse_kl_for
 from lattice import make_theory
-from observables.analysis import analyze
+from observables.analysis import analyze, analyze_replicas
 from samplers.ensemble import open_ensemble
-from samplers.flows import build_model
-from samplers.training import OBJECTIVES, TrainConfig, train
 
 CLASSICAL = {
     "hmc": ["--algorithm", "hmc"],
     "or": ["--algorithm", "overrelaxation", "--or-per-sweep", "3"],
     "hmc+winding": ["--algorithm", "hmc", "--winding-every", "1"],
-    "tempering": ["--algorithm", "tempering", "--replica-algorithm", "hmc"],  # + --ladder, per beta
+    "tempering": ["--algorithm", "tempering", "--replica-algorithm", "heatbath"],  # + --ladder, per row
     "plaquette-mh": ["--algorithm", "plaquette-mh"],
 }
 LEARNED = {
@@ -66,14 +63,19 @@ LEARNED = {
 ALGORITHMS = (*CLASSICAL, *LEARNED)
 # configurations per algorithm at L = 8 (scaled by 8^2 / L^2 for the local algorithms, whose update
 # costs ~ V, so each row takes about the same wall time; the independence samplers keep their N)
-N_BASE = {"hmc": 100000, "or": 50000, "hmc+winding": 100000, "tempering": 20000, "plaquette-mh": 100000,
+N_BASE = {"hmc": 100000, "or": 50000, "hmc+winding": 100000, "tempering": 20000, "plaquette-mh": 20000,
           "learned-mh": 50000, "learned-mh+pp": 50000, "hybrid": 5000}
 SCALES_WITH_V = ("hmc", "or", "hmc+winding", "tempering", "hybrid")
 
 
-def ladder(beta: float, replicas: int = 6, low: float = 1.0) -> str:
-    """The tempering ladder of a row: geometric from ``low`` to the target (R replicas)."""
-    return f"geometric:{min(low, beta)}:{beta}:{replicas}"
+def ladder(beta: float, L: int) -> str:
+    """The tempering ladder of a row: geometric from beta = 2 (1 for a target of 2 or less), where Q
+    moves freely at these volumes, to the target, with R ~ 6 (L / 8) ln(beta / low) / ln 3 rungs: the
+    swap acceptance of a pair falls like exp(-c V (d beta / beta)^2), so the rung spacing shrinks like
+    1 / L (6 rungs from 2 to 6 at L = 8 swap with 0.31-0.35, docs/tempering.md)."""
+    low = 2.0 if beta > 2.0 else 1.0
+    replicas = max(2, math.ceil(6 * (L / 8) * math.log(beta / low) / math.log(3.0)))
+    return f"geometric:{low:g}:{beta:g}:{replicas}"
 
 
 def n_configs(algo: str, L: int, scale: float) -> int:
@@ -81,40 +83,29 @@ def n_configs(algo: str, L: int, scale: float) -> int:
     return max(200, int(n * scale))
 
 
-def train_flow(L: int, beta: float, prior: str, minutes: float, run: Path, batch: int = 64, lr: float = 3e-3) -> dict:
-    """Reverse-KL training of the gauge flow for about ``minutes`` of CPU time (the step count set from
-    the cost of 5 probe steps, so the cosine schedule spans the budget)."""
-    theory = make_theory("u1", (L, L), beta=beta)
+def train_flow(L: int, beta: float, prior: str, minutes: float, run: Path) -> dict:
+    """Reverse-KL training of the gauge flow (default hyperparameters, the given prior) for about
+    ``minutes`` of CPU time (benchmarks.common.train_reverse_kl_for)."""
     hyper = {} if prior == "haar" else {"prior": prior}
-    torch.manual_seed(0)
-    probe = build_model("gauge-flow", theory, **hyper)
-    opt = torch.optim.Adam(probe.parameters(), lr=lr)
-    gen = torch.Generator().manual_seed(0)
-    for i in range(7):
-        if i == 2:
-            t0 = time.process_time()
-        loss, _ = OBJECTIVES["reverse-kl"].loss(probe, batch, gen)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    steps = max(20, int(minutes * 60 / ((time.process_time() - t0) / 5)))
-    torch.manual_seed(0)
-    flow = build_model("gauge-flow", theory, **hyper)
-    config = TrainConfig(model="gauge-flow", hyper=flow.hyper, steps=steps, batch_size=batch, lr=lr,
-                         checkpoint_every=steps, eval_batch=4096)
-    return train(flow, config, run)
+    return train_reverse_kl_for("gauge-flow", make_theory("u1", (L, L), beta=beta), hyper, minutes, run,
+                                eval_batch=4096)
 
 
-def q_row(L: int, beta: float, algo: str, path: Path, wall: float, n: int, train_s: float = 0.0, **extra) -> dict:
-    """The figures of one chain: acceptance, tau_int(Q) in updates, costs per independent Q sample."""
-    a = analyze(path, select="Q")
+def q_row(L: int, beta: float, algo: str, paths: list[Path], wall: float, n: int, train_s: float = 0.0,
+          **extra) -> dict:
+    """The figures of one chain, or of a chain set as replicas (N = all configurations): acceptance,
+    tau_int(Q) in updates, costs per independent Q sample."""
+    a = analyze(paths[0], select="Q") if len(paths) == 1 else analyze_replicas(paths, select="Q")
     q = np.asarray(a.series["Q"])
     est = a.estimates["Q"]
     frozen = bool(np.ptp(q) == 0)
     tau = n / 2 if frozen else est.tau_int_updates
-    with open_ensemble(path) as f:
-        acceptance = float(f.attrs.get("acceptance", math.nan))
-        sampling = float(f.attrs["sampling_time_s"])
+    accepts, sampling = [], 0.0
+    for path in paths:  # a chain set's files share its sampling time (each records the set's)
+        with open_ensemble(path) as f:
+            accepts.append(float(f.attrs.get("acceptance", math.nan)))
+            sampling = max(sampling, float(f.attrs["sampling_time_s"]))
+    acceptance = float(np.mean(accepts))
     row = {"L": L, "beta": beta, "algorithm": algo, "n": n, "acceptance": acceptance, "tau_int": tau,
            "tau_err": math.nan if frozen else est.tau_int_error * est.every, "frozen": frozen,
            "short": "short" in a.flags.get("Q", []), "chi_t": est.value if frozen else float(np.mean(q**2)) / L**2,
@@ -129,13 +120,15 @@ def run_case(L: int, beta: float, algorithms: list[str], args) -> list[dict]:
     for algo in algorithms:
         if algo in LEARNED and L not in args.learned_L:
             continue
-        n = n_configs(algo, L, args.scale)
-        out = args.out / f"u1_L{L}_b{beta:g}_{algo}.h5"
-        flags = [*theory, "--n-configs", str(n), "--seed", "1", "--out", str(out), "--overwrite", "--quiet",
-                 "--n-therm", str(args.n_therm)]
+        K = args.chains
+        n = max(1, n_configs(algo, L, args.scale) // K) * K
+        out = args.out / f"u1_L{L}_b{beta:g}_{algo}{'' if K == 1 else f'_K{K}'}.h5"
+        paths = [out] if K == 1 else [out.with_name(f"{out.stem}.chain{k}.h5") for k in range(K)]
+        flags = [*theory, "--n-configs", str(n // K), "--chains", str(K), "--seed", "1", "--out", str(out),
+                 "--overwrite", "--quiet", "--n-therm", str(args.n_therm)]
         train_s, extra = 0.0, {}
         if algo in CLASSICAL:
-            flags += CLASSICAL[algo] + (["--ladder", ladder(beta)] if algo == "tempering" else [])
+            flags += CLASSICAL[algo] + (["--ladder", ladder(beta, L)] if algo == "tempering" else [])
         else:
             prior, algo_flags = LEARNED[algo]
             run = args.runs / f"u1_L{L}_b{beta:g}_{prior}"
@@ -151,7 +144,7 @@ def run_case(L: int, beta: float, algorithms: list[str], args) -> list[dict]:
         except RuntimeError as e:
             print(json.dumps({"L": L, "beta": beta, "algorithm": algo, "error": str(e)}), flush=True)
             continue
-        rows.append(q_row(L, beta, algo, out, wall, n, train_s, **extra))
+        rows.append(q_row(L, beta, algo, paths, wall, n, train_s, chains=K, **extra))
     return rows
 
 
@@ -161,7 +154,7 @@ def fmt(x: float, digits: int = 3) -> str:
 
 def print_table(rows: list[dict]) -> None:
     """The RESULTS.md table: per (L, beta) the best classical cost, and each row's cost over it."""
-    print("\n| L | beta | algorithm | N | acceptance | tau_int(Q) (updates) | wall s | training s | "
+    print("\n| L | beta | algorithm | N | acceptance | tau_int(Q) (updates) | sampling s (run s) | training s | "
           "cost ms / indep. Q (incl. training) | / best classical |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for key in sorted({(r["L"], r["beta"]) for r in rows}):
@@ -174,8 +167,9 @@ def print_table(rows: list[dict]) -> None:
             cost = r["cost_total_ms"]
             ratio = cost / best["cost_total_ms"] if best is not None and not r["frozen"] else math.nan
             mark = " **best classical**" if r is best else ""
+            chains = f" (K = {r['chains']})" if r.get("chains", 1) > 1 else ""
             bound = ">= " if r["frozen"] else ""
-            print(f"| {key[0]} | {key[1]:g} | {r['algorithm']}{mark} | {r['n']} | {fmt(r['acceptance'])} | {tau} | "
+            print(f"| {key[0]} | {key[1]:g} | {r['algorithm']}{chains}{mark} | {r['n']} | {fmt(r['acceptance'])} | {tau} | "
                   f"{r['sampling_s']:.1f} ({r['run_s']:.1f}) | {r['train_s']:.0f} | {bound}{fmt(cost)} | {fmt(ratio)} |")
 
 
@@ -188,6 +182,8 @@ def main(argv=None):
     ap.add_argument("--train-minutes", type=float, default=2.0, help="CPU-time budget of each model's training")
     ap.add_argument("--scale", type=float, default=1.0, help="multiplies every N")
     ap.add_argument("--n-therm", type=int, default=500)
+    ap.add_argument("--chains", type=int, default=1, help="run every algorithm as a set of K chains (N / K each; "
+                    "one model pass for all chains' proposals), analysed as replicas")
     ap.add_argument("--quick", action="store_true", help="--scale 0.1 --L 8 --beta 2 6")
     ap.add_argument("--reuse-model", action="store_true", help="skip training where the run folder has a model")
     ap.add_argument("--out", type=Path, default=Path("data/bench_topology"))

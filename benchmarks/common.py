@@ -65,3 +65,35 @@ def print_cost_table(rows: list[dict]) -> None:
         print(f"| {r['theory']} ({r['obs']}) | {r['algorithm']} | {r['n']} | {r['acceptance']:.3f} | {tau} | "
               f"{r['wall_s']:.1f} | {r['cost_ms']:.3g} | {r['train_s']:.0f} | {r['cost_total_ms']:.3g} | "
               f"{hmc_cost[r['case']] / r['cost_total_ms']:.2g} | {r['differ']} |")
+
+
+def train_reverse_kl_for(model: str, theory, hyper: dict, minutes: float, run, batch: int = 64, lr: float = 3e-3,
+                         eval_batch: int = 8192) -> dict:
+    """Reverse-KL training of ``model`` for about ``minutes`` of CPU time: the cost of a step measured
+    on 5 steps after 2 warm-up ones, then the step count fixed so the cosine schedule spans the budget.
+    Returns the run's summary (samplers.training.train), with ``train_cpu_s``."""
+    import torch
+
+    from samplers.flows import build_model
+    from samplers.training import OBJECTIVES, TrainConfig, train
+
+    torch.manual_seed(0)
+    probe = build_model(model, theory, **hyper)
+    opt = torch.optim.Adam(probe.parameters(), lr=lr)
+    gen = torch.Generator().manual_seed(0)
+    for i in range(7):
+        if i == 2:
+            t0 = time.process_time()
+        loss, _ = OBJECTIVES["reverse-kl"].loss(probe, batch, gen)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    steps = max(20, int(minutes * 60 / ((time.process_time() - t0) / 5)))
+    torch.manual_seed(0)
+    flow = build_model(model, theory, **hyper)
+    config = TrainConfig(model=model, hyper=flow.hyper, steps=steps, batch_size=batch, lr=lr,
+                         checkpoint_every=steps, eval_batch=eval_batch)
+    cpu0 = time.process_time()
+    summary = train(flow, config, run)
+    summary["train_cpu_s"] = time.process_time() - cpu0
+    return summary

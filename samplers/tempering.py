@@ -31,7 +31,8 @@ included, across resumes).
 Chain state (``get_state``, /state/sampler of the file): the non-target replicas' configurations,
 which walker sits on each rung, the swap counters, so a resumed chain continues bit for bit. The
 non-target replicas start at the chain's first update, each hot (``theory.random_config`` from the
-chain's generator, rung order) or cold as ``init`` says, so ``--init`` applies to every replica.
+chain's generator, rung order), cold or ordered (``theory.ordered_config``) as ``init`` says, so
+``--init`` applies to every replica.
 
 Files: the chain's file holds the target rung; with ``store = "all"`` (``--store-replicas all``) the
 ``ReplicaWriter`` also writes every other rung r to NAME.replica{r}.h5, an ensemble of that rung's coupling.
@@ -47,7 +48,7 @@ from pathlib import Path
 import numpy as np
 
 from .base import UpdateInfo
-from .chain import ChainState
+from .chain import INITS, ChainState
 from .heatbath import HeatBath, OverRelaxation
 from .hmc import HMC
 from .metropolis import Metropolis
@@ -118,7 +119,7 @@ class Tempering:
     replica:    {"algorithm": one of REPLICA_SAMPLERS, "settings": one settings dict for every
                 replica, or a list of R (rung order; what ``settings()`` stores once tuned)}
     swap_every: swap rounds after every this many local updates of the replicas
-    init:       "hot" or "cold": how the non-target replicas start
+    init:       "hot", "cold" or "ordered" (samplers.chain.INITS): how the non-target replicas start
     parameter:  the coupling's name; None: the theory's (beta for u1 / xy, kappa for phi4)
     store:      "target": the chain's file holds the target rung only; "all": every other rung r is
                 also written to its own ensemble file NAME.replica{r}.h5 (``make_writer``, ReplicaWriter)
@@ -142,8 +143,8 @@ class Tempering:
             raise ValueError(f"tempering: {len(settings)} replica settings for a ladder of {R} couplings")
         if not (isinstance(swap_every, (int, np.integer)) and not isinstance(swap_every, bool) and swap_every >= 1):
             raise ValueError(f"--swap-every must be an integer >= 1, got {swap_every}")
-        if init not in ("hot", "cold"):
-            raise ValueError(f"unknown start {init!r}; choose hot or cold")
+        if init not in INITS:
+            raise ValueError(f"unknown start {init!r}; choose {', '.join(INITS)}")
         if store not in STORE:
             raise ValueError(f"--store-replicas must be one of {', '.join(STORE)}, got {store!r}")
         self.store = store
@@ -217,7 +218,8 @@ class Tempering:
     def _start_replicas(self, rng: np.random.Generator) -> None:
         for r, th in enumerate(self._theories):
             if r != self.target:
-                self._configs[r] = th.random_config(rng) if self.init == "hot" else 0.0
+                self._configs[r] = {"hot": th.random_config, "cold": lambda _: 0.0,
+                                    "ordered": th.ordered_config}[self.init](rng)
         self._initialized = True
 
     # ------------------------------------------------------------------ one update

@@ -9,13 +9,14 @@ import pytest
 import generate
 from lattice import U1, XY
 from observables.stats import gamma_method
-from observables.u1 import charge_distribution, topological_charge
+from observables.u1 import charge_distribution, topological_charge, wilson_loops
 from samplers import SAMPLERS, HMC
 from samplers.chain import update_chains
 from samplers.ensemble import read_ensemble
 from samplers.winding import WindingHMC
 from tests.cli import generate_then_kill
-from tests.exact import u1_charge_distribution, u1_plaquette_torus, u1_topological_susceptibility_torus
+from tests.exact import (u1_charge_distribution, u1_plaquette_torus, u1_topological_susceptibility_torus,
+                         u1_wilson_loop_torus)
 from tests.samplers.test_exact_results import Z_MAX, sample
 
 L = 8
@@ -50,6 +51,20 @@ def test_plaquette_and_charge_susceptibility_match_the_character_expansion(beta,
     z_q2, _ = z_score(charges(configs) ** 2, V * u1_topological_susceptibility_torus(beta, V))
     assert abs(z_p) < Z_MAX and abs(z_q2) < Z_MAX, (z_p, z_q2)
     assert diag["winding_accept"].sum() > 200  # the moves do happen
+
+
+@pytest.mark.parametrize("beta,size", [(6.0, 16), (10.0, 16)], ids=["b6", "b10"])
+def test_wilson_loops_and_charge_on_16x16_match_the_character_expansion(beta, size):
+    # the larger lattice and coupling; whole-lattice windings (acceptance ~0.6 at beta = 6)
+    theory, volume = U1((size, size), beta), size * size
+    configs, _, diag = sample(theory, WindingHMC(HMC(), winding_every=1), 3000, n_therm=200, seed=5)
+    loops = wilson_loops(configs, 2, 2)
+    for (r, t) in [(1, 1), (1, 2), (2, 2)]:
+        z, _ = z_score(loops[:, r - 1, t - 1], u1_wilson_loop_torus(beta, volume, r * t))
+        assert abs(z) < Z_MAX, ((r, t), z)
+    z_q2, _ = z_score(charges(configs) ** 2, volume * u1_topological_susceptibility_torus(beta, volume))
+    assert abs(z_q2) < Z_MAX, z_q2
+    assert diag["winding_accept"].sum() > 300
 
 
 def test_charge_distribution_at_beta_6_matches_the_exact_one():
