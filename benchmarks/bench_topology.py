@@ -5,8 +5,10 @@ For each lattice L and coupling beta, every algorithm generates N configurations
 update, --every 1) through ``python -m generate`` (in process, one at a time, Numba and torch on one
 thread), ``observables`` measures Q with the Gamma method, and the row reports
 
-    acceptance, tau_int(Q) in updates (with its error; "frozen" where Q never changed: then
-    tau_int >= N / 2 is all the chain says), the sampling wall time (the file's sampling_time_s:
+    acceptance, tau_int(Q) in updates (with its error; "frozen" where Q changed fewer than
+    MIN_CHANGES times in the N updates: the Gamma method cannot resolve tau_int from a handful of
+    jumps (one jump gives tau ~ 1/2), and k jumps in N updates only say tau_int(Q) is of order
+    N / (k + 1) or more, so the row prints the rough bound N / (2 (k + 1)) and is never "best"), the sampling wall time (the file's sampling_time_s:
     the N updates, without compilation, model loading and thermalization, which the whole run's
     wall time beside it includes), cost per independent Q sample = sampling wall x 2 tau_int / N, for learned
     samplers also with the training time added (amortized over the stated N), and that cost over the
@@ -65,6 +67,7 @@ ALGORITHMS = (*CLASSICAL, *LEARNED)
 # costs ~ V, so each row takes about the same wall time; the independence samplers keep their N)
 N_BASE = {"hmc": 100000, "or": 50000, "hmc+winding": 100000, "tempering": 20000, "plaquette-mh": 20000,
           "learned-mh": 50000, "learned-mh+pp": 50000, "hybrid": 5000}
+MIN_CHANGES = 10  # fewer changes of Q than this: tau_int(Q) unresolved ("frozen")
 SCALES_WITH_V = ("hmc", "or", "hmc+winding", "tempering", "hybrid")
 
 
@@ -98,8 +101,9 @@ def q_row(L: int, beta: float, algo: str, paths: list[Path], wall: float, n: int
     a = analyze(paths[0], select="Q") if len(paths) == 1 else analyze_replicas(paths, select="Q")
     q = np.asarray(a.series["Q"])
     est = a.estimates["Q"]
-    frozen = bool(np.ptp(q) == 0)
-    tau = n / 2 if frozen else est.tau_int_updates
+    changes = int(np.count_nonzero(np.diff(q)))
+    frozen = changes < MIN_CHANGES
+    tau = n / (2 * (changes + 1)) if frozen else est.tau_int_updates
     accepts, sampling = [], 0.0
     for path in paths:  # a chain set's files share its sampling time (each records the set's)
         with open_ensemble(path) as f:
@@ -107,12 +111,29 @@ def q_row(L: int, beta: float, algo: str, paths: list[Path], wall: float, n: int
             sampling = max(sampling, float(f.attrs["sampling_time_s"]))
     acceptance = float(np.mean(accepts))
     row = {"L": L, "beta": beta, "algorithm": algo, "n": n, "acceptance": acceptance, "tau_int": tau,
-           "tau_err": math.nan if frozen else est.tau_int_error * est.every, "frozen": frozen,
-           "short": "short" in a.flags.get("Q", []), "chi_t": est.value if frozen else float(np.mean(q**2)) / L**2,
+           "tau_err": math.nan if frozen else est.tau_int_error * est.every, "frozen": frozen, "changes": changes,
+           "short": "short" in a.flags.get("Q", []), "chi_t": float(np.mean(q**2)) / L**2,
            "sampling_s": sampling, "run_s": wall, "train_s": train_s, "cost_ms": 1e3 * sampling * 2 * tau / n,
            "cost_total_ms": 1e3 * (sampling + train_s) * 2 * tau / n, **extra}
     print(json.dumps(row), flush=True)
     return row
+
+
+def chain_paths(out: Path, chains: int) -> list[Path]:
+    return [out] if chains == 1 else [out.with_name(f"{out.stem}.chain{k}.h5") for k in range(chains)]
+
+
+def out_path(folder: Path, L: int, beta: float, algo: str, chains: int) -> Path:
+    return folder / f"u1_L{L}_b{beta:g}_{algo}{'' if chains == 1 else f'_K{chains}'}.h5"
+
+
+def rescore(row: dict, folder: Path) -> dict:
+    """A row of an earlier run measured again from its files (its run and training times kept)."""
+    keep = {k: row[k] for k in ("model_ess", "steps") if k in row}
+    K = row.get("chains", 1)
+    paths = chain_paths(out_path(folder, row["L"], row["beta"], row["algorithm"], K), K)
+    return q_row(row["L"], row["beta"], row["algorithm"], paths, row["run_s"], row["n"], row["train_s"], chains=K,
+                 **keep)
 
 
 def run_case(L: int, beta: float, algorithms: list[str], args) -> list[dict]:
@@ -122,8 +143,8 @@ def run_case(L: int, beta: float, algorithms: list[str], args) -> list[dict]:
             continue
         K = args.chains
         n = max(1, n_configs(algo, L, args.scale) // K) * K
-        out = args.out / f"u1_L{L}_b{beta:g}_{algo}{'' if K == 1 else f'_K{K}'}.h5"
-        paths = [out] if K == 1 else [out.with_name(f"{out.stem}.chain{k}.h5") for k in range(K)]
+        out = out_path(args.out, L, beta, algo, K)
+        paths = chain_paths(out, K)
         flags = [*theory, "--n-configs", str(n // K), "--chains", str(K), "--seed", "1", "--out", str(out),
                  "--overwrite", "--quiet", "--n-therm", str(args.n_therm)]
         train_s, extra = 0.0, {}
@@ -162,7 +183,7 @@ def print_table(rows: list[dict]) -> None:
         classical = [r for r in case if r["algorithm"] in CLASSICAL]
         best = min(classical, key=lambda r: r["cost_total_ms"] if not r["frozen"] else math.inf, default=None)
         for r in case:
-            tau = (f">= {r['tau_int']:.0f} (Q frozen)" if r["frozen"] else
+            tau = (f">= {r['tau_int']:.0f} (Q frozen: {r['changes']} changes)" if r["frozen"] else
                    f"{fmt(r['tau_int'])} ± {fmt(r['tau_err'], 2)}" + (" (short)" if r["short"] else ""))
             cost = r["cost_total_ms"]
             ratio = cost / best["cost_total_ms"] if best is not None and not r["frozen"] else math.nan
@@ -189,6 +210,8 @@ def main(argv=None):
     ap.add_argument("--out", type=Path, default=Path("data/bench_topology"))
     ap.add_argument("--runs", type=Path, default=Path("runs/bench_topology"))
     ap.add_argument("--json", type=Path, help="also write the rows to this file")
+    ap.add_argument("--rescore", type=Path, help="generate nothing: measure again the files of the run whose rows "
+                    "this JSON file holds (in --out) and print the table")
     args = ap.parse_args(argv)
     if args.quick:
         args.scale, args.L, args.beta = 0.1, [8], [2.0, 6.0]
@@ -196,6 +219,10 @@ def main(argv=None):
     print(f"Topology in 2D U(1) (issue 16), {datetime.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}; "
           f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
           f"1 thread; scale {args.scale:g}, training {args.train_minutes:g} CPU-min per model", flush=True)
+    if args.rescore:
+        rows = [rescore(r, args.out) for r in json.loads(args.rescore.read_text()) if "error" not in r]
+        print_table(rows)
+        return
     rows = []
     for L in args.L:
         for beta in args.beta:
