@@ -400,6 +400,13 @@ def check_resume_hyper(args, ckpt: dict, theory) -> None:
     rng = torch.random.get_rng_state()  # building draws initial parameters: leave the global RNG as it was
     try:
         rebuilt = build_flow(ckpt["model"], theory, {**stored, **given}).hyper
+    except (UsageError, ValueError):
+        # the given flags cannot even build beside the stored ones (e.g. prior=haar with the stored
+        # prior_beta): name the flag that differs from the run rather than the build's own complaint
+        for key in given:
+            if key in stored and show(given[key]) != show(stored[key]):
+                raise conflict(args, hyper_flag(key, given[key]), f"{key} = {show(stored[key])}") from None
+        raise
     finally:
         torch.random.set_rng_state(rng)
     for key in stored:

@@ -275,3 +275,12 @@ def test_numba_construction_gives_the_same_links_and_log_density():
     theirs = u1p.links_from_plaquettes_batch(phi.numpy(), torch.stack((h0, h1), 1).numpy(), alpha.numpy())
     assert float(wrap(ours - torch.from_numpy(theirs)).abs().max()) < 1e-12
     assert float(np.abs(prior.log_prob(ours).numpy() - u1p.log_q(theirs, 2.5)).max()) < 1e-10
+
+
+def test_resume_with_another_prior_names_the_conflicting_flag(tmp_path):
+    run = ["--theory", "u1", "--L", 4, "--beta", 2, "--model", "gauge-flow", "--batch-size", 8, "--eval-batch", 0,
+           "--quiet", "--out", tmp_path / "r"]
+    assert run_cli("train", *run, "--model-opt", "prior=plaquette", "--steps", 2)[0] == 0
+    rc, _, err = run_cli("train", *run, "--model-opt", "prior=haar", "--steps", 4, "--resume")
+    assert rc == 2 and len(err.strip().splitlines()) == 1
+    assert "--model-opt prior=haar conflicts with the run" in err and "prior = plaquette" in err
