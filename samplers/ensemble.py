@@ -23,8 +23,8 @@ writer killed between them would leave a torn state (a new configuration beside 
 state): each flush writes it twice, to /state_next and then to /state, each with its counters
 last. If the two copies' counters differ, the kill came while /state was being written and
 /state_next is the complete new state; if they agree, /state is complete (a kill while
-/state_next was written left /state untouched). ``valid_state`` picks the copy. Readers open with ``swmr=True`` (``open_ensemble``) and
-take the first ``n_stored`` configurations. A file whose writer was killed keeps HDF5's
+/state_next was written left /state untouched). ``valid_state`` picks the copy. Readers open
+with ``swmr=True`` (``open_ensemble``) and take the first ``n_stored`` configurations. A file whose writer was killed keeps HDF5's
 "open for writing" flag; ``--resume`` copies its valid content into a clean file, then
 replaces the original atomically, and continues from the stored state.
 """
